@@ -1,0 +1,145 @@
+"""The library API behind the CLI: resolve targets, pre-flight, run the playbook, report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import hostvars, paths, preflight, runner, sandbox
+from .errors import UsageError
+from .targets import Host, build_inventory, extra_inventory, hosts_from_targets, load_inventory
+
+
+def sandbox_hosts() -> dict[str, Host]:
+    """Sandboxes as Host objects, so a bare sandbox name works as a target."""
+    try:
+        boxes = sandbox.list_sandboxes()
+    except Exception:  # no engine: then no name can be a sandbox
+        return {}
+    return {
+        b.name: Host(name=b.name, address="127.0.0.1", port=b.ssh_port, identity=b.identity, sandbox=True)
+        for b in boxes
+        if b.ssh_port
+    }
+
+
+def resolve_hosts(
+    targets: Iterable[str],
+    *,
+    identity: str | None = None,
+    inventory: str | None = None,
+    limit: str | None = None,
+) -> list[Host]:
+    targets = list(targets)
+    if inventory and targets:
+        raise UsageError("give either targets or --inventory, not both")
+    if inventory:
+        return load_inventory(inventory, identity=identity, limit=limit)
+    if not targets:
+        raise UsageError("no target given: name a host ([user@]host[:port]), a sandbox, or --inventory FILE")
+    needs_lookup = any("@" not in t and ":" not in t for t in targets) or any("@" in t for t in targets)
+    boxes = sandbox_hosts() if needs_lookup else {}
+    hosts = hosts_from_targets(targets, identity=identity, sandboxes=boxes)
+    if limit:
+        import fnmatch
+
+        patterns = [p for p in limit.replace(",", ":").split(":") if p]
+        hosts = [h for h in hosts if any(fnmatch.fnmatch(h.name, p) for p in patterns)]
+        if not hosts:
+            raise UsageError(f"--limit {limit!r} matches none of the targets")
+    return hosts
+
+
+@dataclass
+class UpOptions:
+    identity: str | None = None
+    inventory: str | None = None
+    domain: str | None = None
+    check: bool = False
+    tags: list[str] = field(default_factory=list)
+    limit: str | None = None
+    forks: int = 5
+    ca_certs: list[str] = field(default_factory=list)
+    apt_proxy: str | None = None
+    pip_index_url: str | None = None
+    extra_vars: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UpResult:
+    hosts: dict[str, runner.HostProgress]
+    seconds: float
+    ok: bool
+    check: bool
+    changes: list[runner.Change]
+    artifacts: str
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "hosts": {
+                name: {
+                    "ok": hp.ok,
+                    "changed": hp.changed,
+                    "failed": hp.failed,
+                    "unreachable": hp.unreachable,
+                    "seconds": round(hp.seconds(), 1),
+                    **({"error": hp.error} if hp.error else {}),
+                }
+                for name, hp in sorted(self.hosts.items())
+            },
+            "seconds": round(self.seconds, 1),
+        }
+        if self.check:
+            data["check"] = True
+            data["changes"] = [{"host": c.host, "task": c.task, "diff": c.diff} for c in self.changes]
+        return data
+
+
+def up(
+    targets: Iterable[str],
+    options: UpOptions,
+    *,
+    progress: runner.Progress | None = None,
+    on_preflight: Callable[[list[Host]], None] | None = None,
+) -> UpResult:
+    """Provision hosts: validate everything, pre-flight every host, then one ansible-runner run."""
+    started = time.monotonic()
+    domain = hostvars.validate_domain(options.domain) if options.domain else None
+    extra = hostvars.extra_vars(
+        ca_files=options.ca_certs,
+        apt_proxy=options.apt_proxy,
+        pip_index_url=options.pip_index_url,
+        extra=hostvars.parse_extra_vars(options.extra_vars),
+    )
+    hosts = resolve_hosts(targets, identity=options.identity, inventory=options.inventory, limit=options.limit)
+    if on_preflight:
+        on_preflight(hosts)
+    preflight.check_all(hosts, forks=options.forks, known_hosts=paths.known_hosts())
+    per_host = hostvars.host_vars(hosts, domain)
+    if options.inventory:
+        inventory = [extra_inventory(hosts, per_host)]
+        files = [options.inventory]
+    else:
+        inventory = [build_inventory(hosts, per_host, paths.known_hosts())]
+        files = []
+    result = runner.run_playbook(
+        inventory=inventory,
+        inventory_files=files,
+        extravars=extra,
+        check=options.check,
+        tags=options.tags,
+        limit=options.limit if options.inventory else None,
+        forks=options.forks,
+        progress=progress,
+        host_names=[h.name for h in hosts],
+    )
+    return UpResult(
+        hosts=result.progress.hosts,
+        seconds=time.monotonic() - started,
+        ok=result.ok,
+        check=options.check,
+        changes=result.progress.changes,
+        artifacts=str(result.private_data_dir),
+    )

@@ -1,0 +1,271 @@
+"""The command line: parse arguments, call the library, render with rich. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__, api, runner, sandbox
+from .errors import HostErrors, ProvisionerError, UsageError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(exc: ProvisionerError) -> None:
+    lines = exc.lines() if isinstance(exc, HostErrors) else [exc.line()]
+    for line in lines:
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+    sys.exit(exc.exit_code)
+
+
+class Group(click.Group):
+    """Turns every ProvisionerError into one line and a non-zero exit; never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProvisionerError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("PROVISIONER_DEBUG"):
+                raise
+            err.print(
+                f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (set PROVISIONER_DEBUG=1 for details)",
+                highlight=False,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="provisioner")
+def main() -> None:
+    """Turn fresh Debian/Ubuntu servers into a self-hosted mini-Heroku, and prove the result."""
+
+
+# --- up -------------------------------------------------------------------------------------------------
+
+
+def progress_table(progress: runner.Progress) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    for col in ("host", "state", "tasks", "elapsed", "current task"):
+        table.add_column(col)
+    now = time.monotonic()
+    for name, hp in sorted(progress.hosts.items()):
+        style = {"failed": "red", "unreachable": "red"}.get(hp.state, "")
+        elapsed = hp.seconds(None if progress.finished else now)
+        table.add_row(name, f"[{style}]{hp.state}[/]" if style else hp.state, str(hp.done), f"{elapsed:.0f}s", hp.task)
+    return table
+
+
+def summary_table(result: api.UpResult) -> Table:
+    table = Table(title="provisioner up" + (" --check" if result.check else ""), title_justify="left")
+    for col in ("host", "ok", "changed", "failed", "unreachable", "seconds"):
+        table.add_column(col, justify="left" if col == "host" else "right")
+    for name, hp in sorted(result.hosts.items()):
+        table.add_row(
+            name,
+            str(hp.ok),
+            str(hp.changed),
+            f"[red]{hp.failed}[/]" if hp.failed else "0",
+            f"[red]{hp.unreachable}[/]" if hp.unreachable else "0",
+            f"{hp.seconds():.0f}",
+        )
+    return table
+
+
+class LineReporter:
+    """Progress for logs and pipes: a line per host whenever it moves on to another role."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.roles: dict[str, str] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        data = event.get("event_data") or {}
+        host, role = data.get("host"), data.get("role") or data.get("play")
+        if event.get("event") == "runner_on_start" and host and role and self.roles.get(host) != role:
+            self.roles[host] = role
+            self.console.print(f"{host}: {role}: {data.get('task', '')}", highlight=False, markup=False)
+
+
+class ReportingProgress(runner.Progress):
+    def __init__(self, hook: Callable[[dict[str, Any]], None] | None) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def handle(self, event: Any) -> None:
+        super().handle(event)
+        if self.hook:
+            self.hook(event)
+
+
+def with_up_options(func: F) -> F:
+    options = [
+        click.option("-i", "--identity", type=click.Path(dir_okay=False), help="SSH private key to connect with."),
+        click.option("--inventory", type=click.Path(), help="An Ansible inventory (used unchanged)."),
+        click.option("--limit", help="Only hosts matching this Ansible pattern."),
+        click.option("--forks", type=click.IntRange(1, 100), default=5, show_default=True, help="Hosts in parallel."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("targets", nargs=-1)
+@with_up_options
+@click.option("--domain", help="Apps live at APP.DOMAIN (default: <host-ip>.sslip.io).")
+@click.option("--check", is_flag=True, help="Show what would change (check mode + diff); change nothing.")
+@click.option("--tags", multiple=True, help="Only these roles (base, docker, nginx, git); repeatable.")
+@click.option("--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust.")
+@click.option("--apt-proxy", help="HTTP proxy URL for apt on the hosts.")
+@click.option("--pip-index-url", help="Python package index for builds on the hosts.")
+@click.option("-e", "--extra-var", "extra_vars", multiple=True, help="Role variable NAME=VALUE; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def up(targets: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:
+    """Provision TARGETS ([user@]host[:port] or sandbox names) with Docker, nginx and git.
+
+    Runs pre-flight checks over SSH, then playbooks/site.yml through ansible-runner, and ends with a
+    summary per host. Exits 0 only if every host succeeded.
+    """
+    kwargs["tags"] = [t for group in kwargs["tags"] for t in group.split(",") if t]
+    options = api.UpOptions(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})
+    live_ok = err.is_terminal and not as_json
+    progress = ReportingProgress(None if live_ok else LineReporter(err))
+    if live_ok:
+        with Live(get_renderable=lambda: progress_table(progress), console=err, refresh_per_second=4):
+            result = api.up(targets, options, progress=progress)
+    else:
+        result = api.up(targets, options, progress=progress)
+    report_up(result, as_json)
+    if not result.ok:
+        sys.exit(1)
+
+
+def report_up(result: api.UpResult, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+    else:
+        out.print(summary_table(result))
+        if result.check:
+            for change in result.changes:
+                out.print(f"[bold]{escape(change.host)}: {escape(change.task)}[/]")
+                out.print(change.diff, markup=False, highlight=False)
+            out.print(f"check mode: {len(result.changes)} change(s) would be made; nothing was changed")
+    for name, hp in sorted(result.hosts.items()):
+        if hp.error:
+            err.print(f"[bold red]error:[/] {escape(name)}: {escape(hp.error)}", highlight=False)
+    if not result.ok and not any(hp.error for hp in result.hosts.values()):
+        err.print(f"[bold red]error:[/] the Ansible run failed; its output is in {result.artifacts}", highlight=False)
+    elif not as_json:
+        err.print(f"artifacts: {result.artifacts}", highlight=False)
+
+
+# --- sandbox ----------------------------------------------------------------------------------------
+
+
+@main.group(name="sandbox", cls=Group)
+def sandbox_group() -> None:
+    """Local fresh Debian servers (systemd containers) to try provisioner on."""
+
+
+@sandbox_group.command("create")
+@click.argument("name")
+@click.option("--release", type=click.Choice(sorted(sandbox.RELEASES)), default=sandbox.DEFAULT_RELEASE)
+@click.option("--json", "as_json", is_flag=True, help="Print name, ssh, identity and http as JSON.")
+def sandbox_create(name: str, release: str, as_json: bool) -> None:
+    """Boot a fresh sandbox server NAME reachable over SSH on 127.0.0.1."""
+    box = sandbox.create(name, release=release, say=lambda msg: err.print(msg, highlight=False))
+    if as_json:
+        out.print_json(json.dumps(box.as_dict()))
+    else:
+        out.print(f"sandbox {box.name} is up: ssh {box.ssh} (key {box.identity}), http {box.http}")
+        out.print(f"next: provisioner up {box.name}")
+
+
+@sandbox_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def sandbox_list(as_json: bool) -> None:
+    """List sandboxes and how to reach them."""
+    boxes = sandbox.list_sandboxes()
+    if as_json:
+        out.print_json(json.dumps([{**b.as_dict(), "status": b.status} for b in boxes]))
+        return
+    table = Table("name", "status", "ssh", "http")
+    for b in boxes:
+        table.add_row(b.name, b.status, b.ssh, b.http)
+    out.print(table)
+
+
+@sandbox_group.command("ssh", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-u", "--user", default="root", show_default=True)
+def sandbox_ssh(name: str, command: tuple[str, ...], user: str) -> None:
+    """Open a shell on sandbox NAME (or run COMMAND there)."""
+    box = sandbox.get(name)
+    argv = sandbox.ssh_argv(box, list(command), user=user)
+    os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with the user's ssh session
+
+
+@sandbox_group.command("destroy")
+@click.argument("names", nargs=-1, required=True)
+def sandbox_destroy(names: tuple[str, ...]) -> None:
+    """Remove sandboxes (container and volumes)."""
+    for name in names:
+        removed = sandbox.destroy(name)
+        out.print(f"sandbox {name} {'destroyed' if removed else 'did not exist'}")
+
+
+# --- demo -------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--name", default="demo", show_default=True, help="Sandbox name.")
+@click.option("--fresh", is_flag=True, help="Destroy and recreate the sandbox first.")
+def demo(name: str, fresh: bool) -> None:
+    """The main job on the embedded default: create a sandbox host and provision it."""
+    started = time.monotonic()
+    if fresh:
+        sandbox.destroy(name)
+    try:
+        box = sandbox.get(name)
+        if box.status != "running":
+            raise UsageError(f"sandbox {name!r} is {box.status}", fix="run 'provisioner demo --fresh'")
+        err.print(f"using sandbox {name} ({box.ssh})")
+    except UsageError as exc:
+        if "no sandbox" not in exc.problem:
+            raise
+        box = sandbox.create(name, say=lambda msg: err.print(msg, highlight=False))
+        err.print(f"sandbox {name} is up ({box.ssh})")
+    progress = ReportingProgress(LineReporter(err))
+    result = api.up([name], api.UpOptions(), progress=progress)
+    report_up(result, as_json=False)
+    if not result.ok:
+        sys.exit(1)
+    out.print(
+        f"\n[bold green]{name} is provisioned[/] in {time.monotonic() - started:.0f} s: "
+        f"ssh {box.ssh} -i {box.identity}; http {box.http}",
+        highlight=False,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,108 @@
+"""The one definition of the variables a host gets, used by ``up``, ``verify`` and the Vagrantfile alike."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .targets import Host, valid_hostname
+
+PEM_RE = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
+VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+WILDCARD_DNS = "sslip.io"
+
+
+def wildcard_domain(ip: str) -> str:
+    """``<ip>.sslip.io``: a DNS name whose every subdomain resolves to the IP (IPv6 with dashes)."""
+    addr = ipaddress.ip_address(ip)
+    if addr.version == 6:
+        return f"{addr.compressed.replace(':', '-')}.{WILDCARD_DNS}"
+    return f"{addr}.{WILDCARD_DNS}"
+
+
+def host_ip(host: Host) -> str:
+    """The address users reach the host at, as the controller sees it (sandboxes: loopback)."""
+    try:
+        return str(ipaddress.ip_address(host.address))
+    except ValueError:
+        pass
+    try:
+        return socket.getaddrinfo(host.address, host.port, proto=socket.IPPROTO_TCP)[0][4][0]
+    except OSError:
+        raise UsageError(f"cannot resolve host name {host.address!r}", host=host.name) from None
+
+
+def validate_domain(domain: str) -> str:
+    domain = domain.strip().rstrip(".").lower()
+    if not valid_hostname(domain) or "." not in domain:
+        raise UsageError(f"invalid --domain {domain!r}: expected a DNS name such as apps.example.com")
+    return domain
+
+
+def host_vars(hosts: Iterable[Host], domain: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per-host variables: where apps live (APP.<domain>)."""
+    result: dict[str, dict[str, Any]] = {}
+    for host in hosts:
+        result[host.name] = {"provisioner_domain": domain or wildcard_domain(host_ip(host))}
+    return result
+
+
+def split_certificates(text: str, source: str) -> list[str]:
+    certs = [m.group(0) for m in PEM_RE.finditer(text)]
+    if not certs:
+        raise UsageError(f"--ca-cert {source!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return certs
+
+
+def ca_certificates(files: Iterable[str]) -> list[dict[str, str]]:
+    """Certificates from PEM files (bundles allowed), one item per certificate, de-duplicated."""
+    items: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for file in files:
+        path = Path(file)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--ca-cert {file!r} cannot be read: {exc.__class__.__name__}") from None
+        stem = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-") or "ca"
+        for index, cert in enumerate(split_certificates(text, file)):
+            if cert in seen:
+                continue
+            seen.add(cert)
+            items.append({"name": f"{stem}-{index}", "content": cert + "\n"})
+    return items
+
+
+def parse_extra_vars(pairs: Iterable[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not VAR_RE.match(key):
+            raise UsageError(f"malformed --extra-var {pair!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def extra_vars(
+    *,
+    ca_files: Iterable[str] = (),
+    apt_proxy: str | None = None,
+    pip_index_url: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Variables given on the command line; they override the inventory, so only what was given."""
+    result: dict[str, Any] = {}
+    certs = ca_certificates(ca_files)
+    if certs:
+        result["base_ca_certificates"] = certs
+    if apt_proxy:
+        result["base_apt_proxy"] = apt_proxy
+    if pip_index_url:
+        result["base_pip_index_url"] = pip_index_url
+    result.update(extra or {})
+    return result

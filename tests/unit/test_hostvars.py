@@ -1,0 +1,50 @@
+import pytest
+
+from provisioner import hostvars
+from provisioner.errors import UsageError
+from provisioner.targets import Host
+
+CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\nAAAA==\n-----END CERTIFICATE-----"
+
+
+def test_wildcard_domain():
+    assert hostvars.wildcard_domain("203.0.113.7") == "203.0.113.7.sslip.io"
+    assert hostvars.wildcard_domain("2001:db8::1") == "2001-db8--1.sslip.io"
+
+
+def test_host_vars_default_and_explicit_domain():
+    hosts = [Host("sbx", "127.0.0.1", 40022, sandbox=True)]
+    assert hostvars.host_vars(hosts) == {"sbx": {"provisioner_domain": "127.0.0.1.sslip.io"}}
+    assert hostvars.host_vars(hosts, "apps.example.com")["sbx"]["provisioner_domain"] == "apps.example.com"
+
+
+@pytest.mark.parametrize("bad", ["", "localhost", "a b.com", "x;y.com", "-a.com", "foo..com"])
+def test_bad_domains(bad):
+    with pytest.raises(UsageError):
+        hostvars.validate_domain(bad)
+
+
+def test_ca_bundle_is_split_and_deduplicated(tmp_path):
+    other = CERT.replace("AAAA", "BBBB")
+    bundle = tmp_path / "Corp Bundle.pem"
+    bundle.write_text(f"junk\n{CERT}\n{other}\n{CERT}\n")
+    items = hostvars.ca_certificates([str(bundle)])
+    assert [i["name"] for i in items] == ["corp-bundle-0", "corp-bundle-1"]
+    assert items[0]["content"] == CERT + "\n"
+
+
+def test_ca_file_errors(tmp_path):
+    empty = tmp_path / "x.pem"
+    empty.write_text("nothing here")
+    with pytest.raises(UsageError, match="no PEM certificate"):
+        hostvars.ca_certificates([str(empty)])
+    with pytest.raises(UsageError, match="cannot be read"):
+        hostvars.ca_certificates([str(tmp_path / "missing.pem")])
+
+
+def test_extra_vars_only_what_was_given():
+    assert hostvars.extra_vars() == {}
+    assert hostvars.extra_vars(apt_proxy="http://proxy:3128") == {"base_apt_proxy": "http://proxy:3128"}
+    assert hostvars.parse_extra_vars(["docker_log_max_file=5"]) == {"docker_log_max_file": "5"}
+    with pytest.raises(UsageError):
+        hostvars.parse_extra_vars(["not a var=1"])

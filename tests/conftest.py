@@ -1,0 +1,60 @@
+"""Shared fixtures: the real CLI as a subprocess, sandbox hosts, testinfra connections.
+
+End-to-end tests boot real sandbox servers (systemd containers) on the local Docker engine, provision
+them over real SSH and check them with testinfra. One base image per machine (cached), one set of
+provisioned hosts per test session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+E2E_PREFIX = "e2e-"
+
+
+@dataclass
+class CliResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 900) -> CliResult:
+    """Run the real `provisioner` command line, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "provisioner", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=ROOT,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session", autouse=True)
+def provisioner_home(tmp_path_factory):
+    """Keys and run artifacts of the test session live apart from the user's own."""
+    home = tmp_path_factory.mktemp("provisioner-home")
+    os.environ["PROVISIONER_HOME"] = str(home)
+    return home

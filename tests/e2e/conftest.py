@@ -1,0 +1,153 @@
+"""Sandbox hosts for end-to-end tests: created fresh (leftovers of earlier runs are removed first)."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import testinfra
+
+from provisioner import sandbox
+from tests.conftest import E2E_PREFIX, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    return sandbox.client()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client):
+    """Build (or reuse) the sandbox base image once per machine."""
+    return sandbox.ensure_base_image(docker_client, say=print)
+
+
+class Boxes:
+    """Creates sandboxes for the session and removes them at its end."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.names: list[str] = []
+
+    def create(self, name: str) -> sandbox.Sandbox:
+        name = E2E_PREFIX + name
+        sandbox.destroy(name, self.client)  # a leftover of an earlier run
+        self.names.append(name)
+        return sandbox.create(name, cli=self.client)
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            with contextlib.suppress(Exception):
+                sandbox.destroy(name, self.client)
+
+
+@pytest.fixture(scope="session")
+def boxes(docker_client, base_image) -> Iterator[Boxes]:
+    b = Boxes(docker_client)
+    yield b
+    b.cleanup()
+
+
+def root_exec(box: sandbox.Sandbox, script: str, check: bool = True) -> str:
+    """Run a shell script on a sandbox as root over SSH (what an admin would do by hand)."""
+    proc = subprocess.run(
+        sandbox.ssh_argv(box, ["sh", "-c", shlex.quote(script)]), capture_output=True, text=True, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script!r} failed on {box.name}: {proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def add_user(box: sandbox.Sandbox, user: str, *, sudo: bool) -> None:
+    """A login user with the sandbox key, with or without passwordless sudo."""
+    pub = sandbox.public_key(sandbox.ensure_key())
+    script = (
+        f"id {user} >/dev/null 2>&1 || useradd -m -s /bin/bash {user}; "
+        f"install -d -m 700 -o {user} -g {user} /home/{user}/.ssh; "
+        f"printf '%s\\n' {shlex.quote(pub)} > /home/{user}/.ssh/authorized_keys; "
+        f"chown {user}:{user} /home/{user}/.ssh/authorized_keys; chmod 600 /home/{user}/.ssh/authorized_keys; "
+    )
+    if sudo:
+        script += f"echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{user}; chmod 440 /etc/sudoers.d/{user}"
+    root_exec(box, script)
+
+
+def infra_host(box: sandbox.Sandbox):
+    return testinfra.get_host(
+        f"ssh://root@127.0.0.1:{box.ssh_port}",
+        ssh_identity_file=box.identity,
+        ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+    )
+
+
+@pytest.fixture(scope="session")
+def raw_box(boxes) -> sandbox.Sandbox:
+    """A fresh, never provisioned sandbox (for the refusal tests), with a user that has no sudo."""
+    box = boxes.create("raw")
+    add_user(box, "nosudo", sudo=False)
+    return box
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory):
+    """An extra CA, as a TLS-intercepting proxy would have, for --ca-cert."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provisioner e2e proxy CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path_factory.mktemp("ca") / "e2e-proxy-ca.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+class Provisioned:
+    """Two sandboxes provisioned by one parallel `up`: one as root, one through a sudo user."""
+
+    def __init__(self, root_box, sudo_box, up_args, first):
+        self.root_box = root_box
+        self.sudo_box = sudo_box
+        self.up_args = up_args
+        self.first = first
+
+    @property
+    def boxes(self):
+        return [self.root_box, self.sudo_box]
+
+
+@pytest.fixture(scope="session")
+def provisioned(boxes, test_ca) -> Provisioned:
+    root_box = boxes.create("root")
+    sudo_box = boxes.create("sudo")
+    add_user(sudo_box, "ops", sudo=True)
+    up_args = [root_box.name, f"ops@{sudo_box.name}", "--ca-cert", str(test_ca), "--forks", "2"]
+    first = run_cli("up", *up_args, "--json")
+    assert first.rc == 0, f"first up failed:\n{first.stdout}\n{first.stderr}"
+    return Provisioned(root_box, sudo_box, up_args, first)

@@ -113,7 +113,9 @@ def up(
         pip_index_url=options.pip_index_url,
         extra=hostvars.parse_extra_vars(options.extra_vars),
     )
-    hosts = resolve_hosts(targets, identity=options.identity, inventory=options.inventory, limit=options.limit)
+    hosts = resolve_hosts(
+        targets, identity=options.identity, inventory=options.inventory, limit=options.limit
+    )
     if on_preflight:
         on_preflight(hosts)
     preflight.check_all(hosts, forks=options.forks, known_hosts=paths.known_hosts())

@@ -47,7 +47,8 @@ class Group(click.Group):
             if os.environ.get("PROVISIONER_DEBUG"):
                 raise
             err.print(
-                f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (set PROVISIONER_DEBUG=1 for details)",
+                f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} "
+                "(set PROVISIONER_DEBUG=1 for details)",
                 highlight=False,
             )
             sys.exit(1)
@@ -70,7 +71,9 @@ def progress_table(progress: runner.Progress) -> Table:
     for name, hp in sorted(progress.hosts.items()):
         style = {"failed": "red", "unreachable": "red"}.get(hp.state, "")
         elapsed = hp.seconds(None if progress.finished else now)
-        table.add_row(name, f"[{style}]{hp.state}[/]" if style else hp.state, str(hp.done), f"{elapsed:.0f}s", hp.task)
+        table.add_row(
+            name, f"[{style}]{hp.state}[/]" if style else hp.state, str(hp.done), f"{elapsed:.0f}s", hp.task
+        )
     return table
 
 
@@ -118,10 +121,14 @@ class ReportingProgress(runner.Progress):
 
 def with_up_options(func: F) -> F:
     options = [
-        click.option("-i", "--identity", type=click.Path(dir_okay=False), help="SSH private key to connect with."),
+        click.option(
+            "-i", "--identity", type=click.Path(dir_okay=False), help="SSH private key to connect with."
+        ),
         click.option("--inventory", type=click.Path(), help="An Ansible inventory (used unchanged)."),
         click.option("--limit", help="Only hosts matching this Ansible pattern."),
-        click.option("--forks", type=click.IntRange(1, 100), default=5, show_default=True, help="Hosts in parallel."),
+        click.option(
+            "--forks", type=click.IntRange(1, 100), default=5, show_default=True, help="Hosts in parallel."
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -134,7 +141,9 @@ def with_up_options(func: F) -> F:
 @click.option("--domain", help="Apps live at APP.DOMAIN (default: <host-ip>.sslip.io).")
 @click.option("--check", is_flag=True, help="Show what would change (check mode + diff); change nothing.")
 @click.option("--tags", multiple=True, help="Only these roles (base, docker, nginx, git); repeatable.")
-@click.option("--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust.")
+@click.option(
+    "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust."
+)
 @click.option("--apt-proxy", help="HTTP proxy URL for apt on the hosts.")
 @click.option("--pip-index-url", help="Python package index for builds on the hosts.")
 @click.option("-e", "--extra-var", "extra_vars", multiple=True, help="Role variable NAME=VALUE; repeatable.")
@@ -146,7 +155,7 @@ def up(targets: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:
     summary per host. Exits 0 only if every host succeeded.
     """
     kwargs["tags"] = [t for group in kwargs["tags"] for t in group.split(",") if t]
-    options = api.UpOptions(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})
+    options = api.UpOptions(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})  # type: ignore[arg-type]
     live_ok = err.is_terminal and not as_json
     progress = ReportingProgress(None if live_ok else LineReporter(err))
     if live_ok:
@@ -173,7 +182,10 @@ def report_up(result: api.UpResult, as_json: bool) -> None:
         if hp.error:
             err.print(f"[bold red]error:[/] {escape(name)}: {escape(hp.error)}", highlight=False)
     if not result.ok and not any(hp.error for hp in result.hosts.values()):
-        err.print(f"[bold red]error:[/] the Ansible run failed; its output is in {result.artifacts}", highlight=False)
+        err.print(
+            f"[bold red]error:[/] the Ansible run failed; its output is in {result.artifacts}",
+            highlight=False,
+        )
     elif not as_json:
         err.print(f"artifacts: {result.artifacts}", highlight=False)
 

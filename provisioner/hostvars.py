@@ -32,7 +32,7 @@ def host_ip(host: Host) -> str:
     except ValueError:
         pass
     try:
-        return socket.getaddrinfo(host.address, host.port, proto=socket.IPPROTO_TCP)[0][4][0]
+        return str(socket.getaddrinfo(host.address, host.port, proto=socket.IPPROTO_TCP)[0][4][0])
     except OSError:
         raise UsageError(f"cannot resolve host name {host.address!r}", host=host.name) from None
 

@@ -6,6 +6,7 @@ so every refusal is unit-tested. Every failure is one line naming the host, the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -120,6 +121,12 @@ def evaluate(facts: Facts, user: str) -> list[tuple[str, str]]:
     return problems
 
 
+def known_hosts_hint() -> str:
+    from . import paths
+
+    return str(paths.known_hosts())
+
+
 def connection_error(host: Host, exc: BaseException) -> ProvisionerError:
     """Map an SSH/socket exception to one line with a fix."""
     import paramiko
@@ -144,7 +151,8 @@ def connection_error(host: Host, exc: BaseException) -> ProvisionerError:
         return ProvisionerError(
             f"the SSH host key of {where} changed",
             host=host.name,
-            fix=f"if the server was reinstalled, remove its line from known_hosts (ssh-keygen -R '[{host.address}]:{host.port}')",
+            fix="if the server was reinstalled, remove its old key: "
+            f"ssh-keygen -R '[{host.address}]:{host.port}' (and from {known_hosts_hint()})",
         )
     if isinstance(exc, paramiko.AuthenticationException):
         key = f"key {host.identity}" if host.identity else "your SSH keys/agent"
@@ -181,10 +189,8 @@ def gather(host: Host, known_hosts: Path | None = None) -> Facts:
     if not host.sandbox:
         for path in (known_hosts, Path("~/.ssh/known_hosts").expanduser()):
             if path and path.exists():
-                try:
+                with contextlib.suppress(OSError, paramiko.SSHException):
                     conn.client.load_host_keys(str(path))
-                except (OSError, paramiko.SSHException):
-                    pass
     try:
         result = conn.run(FACTS_SCRIPT, hide=True, warn=True, in_stream=False)
     except Exception as exc:  # mapped to one clear line, never a traceback
@@ -204,7 +210,9 @@ def check_host(host: Host, known_hosts: Path | None = None) -> Facts:
     return facts
 
 
-def check_all(hosts: Iterable[Host], *, forks: int = 5, known_hosts: Path | None = None) -> Mapping[str, Facts]:
+def check_all(
+    hosts: Iterable[Host], *, forks: int = 5, known_hosts: Path | None = None
+) -> Mapping[str, Facts]:
     """Check every host in parallel; raise one HostErrors listing every refused host."""
     hosts = list(hosts)
     results: dict[str, Facts] = {}

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,7 +122,13 @@ class Progress:
 
     def _apply_stats(self, stats: Mapping[str, Any]) -> None:
         """The play's final counts are authoritative (they include handlers and loops)."""
-        keys = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
+        keys = {
+            "ok": "ok",
+            "changed": "changed",
+            "failures": "failed",
+            "dark": "unreachable",
+            "skipped": "skipped",
+        }
         for stat, attr in keys.items():
             for name, count in (stats.get(stat) or {}).items():
                 setattr(self.host(name), attr, int(count))
@@ -151,7 +157,10 @@ def render_diff(diffs: Any) -> str:
             continue
         before, after = diff.get("before", ""), diff.get("after", "")
         if not isinstance(before, str) or not isinstance(after, str):
-            before, after = json.dumps(before, indent=2, sort_keys=True), json.dumps(after, indent=2, sort_keys=True)
+            before, after = (
+                json.dumps(before, indent=2, sort_keys=True),
+                json.dumps(after, indent=2, sort_keys=True),
+            )
         if before == after:
             continue
         lines = difflib.unified_diff(
@@ -175,7 +184,9 @@ class RunResult:
     @property
     def ok(self) -> bool:
         hosts = self.progress.hosts.values()
-        return self.rc == 0 and self.status == "successful" and not any(h.failed or h.unreachable for h in hosts)
+        return (
+            self.rc == 0 and self.status == "successful" and not any(h.failed or h.unreachable for h in hosts)
+        )
 
 
 def new_private_data_dir() -> Path:
@@ -208,13 +219,13 @@ def ansible_env() -> dict[str, str]:
         "ANSIBLE_TIMEOUT": "20",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
         "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
-        "ANSIBLE_LOCAL_TEMP": "/tmp/.ansible-local",  # noqa: S108 - per-run tmp of the controller
+        "ANSIBLE_LOCAL_TEMP": "/tmp/.ansible-local",
     }
 
 
 def run_playbook(
     *,
-    inventory: list[Mapping[str, Any]],
+    inventory: Sequence[Mapping[str, Any]],
     inventory_files: Iterable[str] = (),
     extravars: Mapping[str, Any],
     playbook: Path | None = None,

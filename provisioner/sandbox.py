@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -117,11 +118,10 @@ def recipe_hash(release: str, mirror: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    import re
-
     if not re.match(NAME_RE_TEXT, name):
         raise UsageError(
-            f"invalid sandbox name {name!r}: use 1-31 lowercase letters, digits and '-', starting with a letter"
+            f"invalid sandbox name {name!r}: "
+            "use 1-31 lowercase letters, digits and '-', starting with a letter"
         )
     return name
 
@@ -150,7 +150,9 @@ def ensure_key() -> Path:
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
-    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
@@ -249,34 +251,49 @@ def _build_from_pull(cli: Any, release: str, tag: str, want: str, say: Callable[
 
 
 def _build_with_debootstrap(cli: Any, release: str, tag: str, want: str, say: Callable[[str], None]) -> None:
-    debootstrap = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
+    debootstrap = shutil.which("debootstrap") or (
+        "/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None
+    )
     if not debootstrap:
         raise ProvisionerError(
             "cannot build the sandbox base image: no registry answers and debootstrap is not installed",
             fix="apt-get install debootstrap",
         )
     if os.geteuid() != 0:
-        raise ProvisionerError("building the sandbox base image with debootstrap needs root", fix="run as root once")
+        raise ProvisionerError(
+            "building the sandbox base image with debootstrap needs root", fix="run as root once"
+        )
     workdir = Path(tempfile.mkdtemp(prefix="provisioner-rootfs-", dir="/var/tmp"))
     rootfs = workdir / "rootfs"
     try:
         say(f"debootstrap {release} from {mirror()} (about a minute, once)")
         proc = subprocess.run(
-            [debootstrap, "--variant=minbase", f"--include={','.join(PACKAGES)}", release, str(rootfs), mirror()],
+            [
+                debootstrap,
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                release,
+                str(rootfs),
+                mirror(),
+            ],
             capture_output=True,
             text=True,
             check=False,
         )
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise ProvisionerError(f"debootstrap failed: {tail[0]}", fix="check the mirror (PROVISIONER_DEBIAN_MIRROR)")
+            raise ProvisionerError(
+                f"debootstrap failed: {tail[0]}", fix="check the mirror (PROVISIONER_DEBIAN_MIRROR)"
+            )
         (rootfs / "etc/apt/sources.list").write_text(
             SOURCES.format(mirror=mirror(), security=security_mirror(), release=release)
         )
         (rootfs / "etc/systemd/system/sandbox-ssh-keygen.service").write_text(KEYGEN_UNIT)
         subprocess.run(["chroot", str(rootfs), "sh", "-c", CUSTOMIZE], check=True, capture_output=True)
         say(f"importing {tag}")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
+        )
         assert tar.stdout is not None
         repo, _, version = tag.partition(":")
         changes = ['CMD ["/sbin/init"]', f"LABEL {RECIPE_LABEL}={want}", "ENV container=docker"]
@@ -344,7 +361,9 @@ def create(
     except docker.errors.NotFound:
         existing = None
     if existing is not None:
-        raise UsageError(f"sandbox {name!r} already exists", fix=f"'provisioner sandbox destroy {name}' first")
+        raise UsageError(
+            f"sandbox {name!r} already exists", fix=f"'provisioner sandbox destroy {name}' first"
+        )
     image = ensure_base_image(cli, release, say)
     key = ensure_key()
     # A leftover engine volume from an earlier sandbox of this name would not be a fresh server.
@@ -389,7 +408,9 @@ def create(
     script = 'umask 077; mkdir -p /root/.ssh && printf "%s\\n" "$1" > /root/.ssh/authorized_keys'
     code, out = container.exec_run(["sh", "-c", script, "sh", pub])
     if code != 0:
-        raise ProvisionerError(f"sandbox {name}: installing the SSH key failed: {out.decode(errors='replace')}")
+        raise ProvisionerError(
+            f"sandbox {name}: installing the SSH key failed: {out.decode(errors='replace')}"
+        )
     _wait_for_ssh(container, ports["ssh"], timeout)
     container.reload()
     return _from_container(container)
@@ -402,10 +423,9 @@ def _wait_for_ssh(container: Any, port: int, timeout: float) -> None:
         if container.status != "running":
             logs = container.logs(tail=5).decode(errors="replace").strip().replace("\n", " | ")
             raise ProvisionerError(f"sandbox container stopped while booting: {logs or 'no logs'}")
-        with contextlib.suppress(OSError):
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                if sock.recv(64).startswith(b"SSH-"):
-                    return
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            if sock.recv(64).startswith(b"SSH-"):
+                return
         time.sleep(0.5)
     raise ProvisionerError(f"sandbox sshd did not answer on 127.0.0.1:{port} within {timeout:.0f} s")
 

@@ -77,7 +77,9 @@ def parse_target(text: str, *, default_user: str = "root") -> tuple[str, str, in
     match = TARGET_RE.match(text)
     if not match:
         if text.count(":") > 1 and "[" not in text:
-            raise UsageError(f"malformed target {text!r}: write IPv6 addresses in brackets, e.g. root@[::1]:22")
+            raise UsageError(
+                f"malformed target {text!r}: write IPv6 addresses in brackets, e.g. root@[::1]:22"
+            )
         raise UsageError(f"malformed target {text!r}: expected [user@]host[:port]")
     user = match.group("user") or default_user
     if not USER_RE.match(user):
@@ -88,7 +90,9 @@ def parse_target(text: str, *, default_user: str = "root") -> tuple[str, str, in
             if ipaddress.ip_address(host).version != 6:
                 raise ValueError
         except ValueError:
-            raise UsageError(f"malformed target {text!r}: {host!r} in brackets is not an IPv6 address") from None
+            raise UsageError(
+                f"malformed target {text!r}: {host!r} in brackets is not an IPv6 address"
+            ) from None
     else:
         host = match.group("host")
         if not valid_hostname(host):
@@ -222,7 +226,9 @@ def load_inventory(path: str, *, identity: str | None = None, limit: str | None 
     """Parse an Ansible inventory exactly as ansible-playbook will; a broken file is one clear error."""
     if not Path(path).exists():
         raise UsageError(f"inventory {path!r} does not exist")
-    env = dict(os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="1", ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="1")
+    env = dict(
+        os.environ, ANSIBLE_INVENTORY_UNPARSED_FAILED="1", ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="1"
+    )
     cmd = [_ansible_tool("ansible-inventory"), "-i", path, "--list"]
     if limit:
         cmd += ["--limit", limit]
@@ -235,7 +241,9 @@ def load_inventory(path: str, *, identity: str | None = None, limit: str | None 
         raise UsageError(f"inventory {path!r} could not be parsed") from None
     hosts = hosts_from_inventory_data(data, identity=identity)
     if not hosts:
-        raise UsageError(f"inventory {path!r} has no hosts" + (f" matching --limit {limit!r}" if limit else ""))
+        raise UsageError(
+            f"inventory {path!r} has no hosts" + (f" matching --limit {limit!r}" if limit else "")
+        )
     return hosts
 
 

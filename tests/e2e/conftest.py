@@ -76,10 +76,13 @@ def add_user(box: sandbox.Sandbox, user: str, *, sudo: bool) -> None:
         f"id {user} >/dev/null 2>&1 || useradd -m -s /bin/bash {user}; "
         f"install -d -m 700 -o {user} -g {user} /home/{user}/.ssh; "
         f"printf '%s\\n' {shlex.quote(pub)} > /home/{user}/.ssh/authorized_keys; "
-        f"chown {user}:{user} /home/{user}/.ssh/authorized_keys; chmod 600 /home/{user}/.ssh/authorized_keys; "
+        f"chown {user}:{user} /home/{user}/.ssh/authorized_keys; "
+        f"chmod 600 /home/{user}/.ssh/authorized_keys; "
     )
     if sudo:
-        script += f"echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{user}; chmod 440 /etc/sudoers.d/{user}"
+        script += (
+            f"echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{user}; chmod 440 /etc/sudoers.d/{user}"
+        )
     root_exec(box, script)
 
 

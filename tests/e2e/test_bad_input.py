@@ -31,12 +31,16 @@ def assert_untouched(box):
 
 
 def test_unknown_host_name(cli):
-    assert_one_clear_line(cli("up", "no-such-host.invalid"), "cannot resolve host name", "no-such-host.invalid")
+    assert_one_clear_line(
+        cli("up", "no-such-host.invalid"), "cannot resolve host name", "no-such-host.invalid"
+    )
 
 
 def test_closed_port(cli, raw_box):
     port = closed_port()
-    assert_one_clear_line(cli("up", f"root@127.0.0.1:{port}", "-i", raw_box.identity), "connection refused", str(port))
+    assert_one_clear_line(
+        cli("up", f"root@127.0.0.1:{port}", "-i", raw_box.identity), "connection refused", str(port)
+    )
 
 
 def test_wrong_key(cli, raw_box, tmp_path):
@@ -60,13 +64,18 @@ def test_missing_key_file(cli, raw_box):
 
 
 def test_not_debian_or_ubuntu(cli, raw_box):
-    root_exec(raw_box, "cp /etc/os-release /root/os-release.orig && "
-              "printf 'ID=alpine\\nVERSION_ID=3.20.0\\nPRETTY_NAME=\"Alpine Linux v3.20\"\\n' > /etc/os-release")
+    root_exec(
+        raw_box,
+        "cp /etc/os-release /root/os-release.orig && "
+        "printf 'ID=alpine\\nVERSION_ID=3.20.0\\nPRETTY_NAME=\"Alpine Linux v3.20\"\\n' > /etc/os-release",
+    )
     try:
         result = cli("up", raw_box.name)
     finally:
         root_exec(raw_box, "cp /root/os-release.orig /etc/os-release")
-    assert_one_clear_line(result, raw_box.name, "unsupported OS", "Alpine Linux v3.20", "Debian 12+ or Ubuntu 22.04+")
+    assert_one_clear_line(
+        result, raw_box.name, "unsupported OS", "Alpine Linux v3.20", "Debian 12+ or Ubuntu 22.04+"
+    )
     assert_untouched(raw_box)
 
 

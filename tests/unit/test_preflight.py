@@ -6,7 +6,10 @@ import pytest
 from provisioner.preflight import Facts, connection_error, evaluate, parse_facts
 from provisioner.targets import Host
 
-GOOD = "os_id=debian\nos_version=12\nos_name=Debian GNU/Linux 12 (bookworm)\npython=/usr/bin/python3\nuid=0\nsudo=root\ndisk_kb=10485760\nmem_kb=2048000\n"
+GOOD = (
+    "os_id=debian\nos_version=12\nos_name=Debian GNU/Linux 12 (bookworm)\npython=/usr/bin/python3\n"
+    "uid=0\nsudo=root\ndisk_kb=10485760\nmem_kb=2048000\n"
+)
 
 
 def facts(**changes):
@@ -16,7 +19,14 @@ def facts(**changes):
 
 def test_parse_facts():
     f = parse_facts(GOOD)
-    assert (f.os_id, f.os_version, f.uid, f.sudo, f.disk_mb, f.mem_mb) == ("debian", "12", 0, "root", 10240, 2000)
+    assert (f.os_id, f.os_version, f.uid, f.sudo, f.disk_mb, f.mem_mb) == (
+        "debian",
+        "12",
+        0,
+        "root",
+        10240,
+        2000,
+    )
 
 
 def test_good_host_passes():

@@ -54,7 +54,13 @@ def test_stats_are_authoritative():
     p.handle(
         {
             "event": "playbook_on_stats",
-            "event_data": {"ok": {"a": 20}, "changed": {"a": 3}, "failures": {}, "dark": {}, "skipped": {"a": 4}},
+            "event_data": {
+                "ok": {"a": 20},
+                "changed": {"a": 3},
+                "failures": {},
+                "dark": {},
+                "skipped": {"a": 4},
+            },
         }
     )
     a = p.hosts["a"]
@@ -72,7 +78,9 @@ def test_diff_of_changed_task_is_recorded():
 def test_render_diff_variants():
     assert render_diff({"prepared": "+pkg"}) == "+pkg"
     assert render_diff([{"before": "same", "after": "same"}]) == ""
-    assert '"state": "started"' in render_diff({"before": {"state": "stopped"}, "after": {"state": "started"}})
+    assert '"state": "started"' in render_diff(
+        {"before": {"state": "stopped"}, "after": {"state": "started"}}
+    )
 
 
 def test_censored_message_is_kept_secret():

@@ -67,7 +67,12 @@ def test_sandbox_name_resolves_to_its_published_port():
     boxes = {"demo": Host(name="demo", address="127.0.0.1", port=40022, identity="/k", sandbox=True)}
     host = host_from_target("demo", sandboxes=boxes)
     assert (host.name, host.address, host.port, host.user, host.identity, host.sandbox) == (
-        "demo", "127.0.0.1", 40022, "root", "/k", True,
+        "demo",
+        "127.0.0.1",
+        40022,
+        "root",
+        "/k",
+        True,
     )
     ops = host_from_target("ops@demo", sandboxes=boxes)
     assert ops.user == "ops" and ops.become and ops.port == 40022

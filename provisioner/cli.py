@@ -103,9 +103,12 @@ class LineReporter:
     def __call__(self, event: dict[str, Any]) -> None:
         data = event.get("event_data") or {}
         host, role = data.get("host"), data.get("role") or data.get("play")
+        task = str(data.get("task", ""))
+        if task.startswith("Validating arguments against arg spec"):
+            return
         if event.get("event") == "runner_on_start" and host and role and self.roles.get(host) != role:
             self.roles[host] = role
-            self.console.print(f"{host}: {role}: {data.get('task', '')}", highlight=False, markup=False)
+            self.console.print(f"{host}: {role}: {task}", highlight=False, markup=False)
 
 
 class ReportingProgress(runner.Progress):
@@ -273,10 +276,13 @@ def demo(name: str, fresh: bool) -> None:
     if not result.ok:
         sys.exit(1)
     out.print(
-        f"\n[bold green]{name} is provisioned[/] in {time.monotonic() - started:.0f} s: "
-        f"ssh {box.ssh} -i {box.identity}; http {box.http}",
-        highlight=False,
+        f"\n[bold green]{name} is provisioned[/] in {time.monotonic() - started:.0f} s.", highlight=False
     )
+    out.print(
+        f"  shell:  provisioner sandbox ssh {name}"
+        f"   (or: ssh -p {box.ssh_port} -i {box.identity} root@127.0.0.1)"
+    )
+    out.print(f"  http:   {box.http}   (answers 404 for any unknown Host until an app is deployed)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,282 @@
+"""Builds: a Dockerfile means `docker build`; otherwise Heroku-style buildpacks in a build container."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import docker, procfile
+from .settings import Settings
+
+URL_RE = re.compile(r"^(https?://|git://|ssh://|file:///|git@)[^\s'\"\\;|&$`<>]+$")
+CA_MOUNT = "/etc/ssl/certs/ca-certificates.crt"
+Say = Callable[[str], None]
+
+
+class BuildError(RuntimeError):
+    def __init__(self, message: str, tail: str = "") -> None:
+        super().__init__(message)
+        self.tail = tail
+
+
+@dataclass
+class BuildResult:
+    image: str
+    kind: str  # "dockerfile" or "buildpacks"
+    defaults: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+
+
+def image_name(app: str, version: int) -> str:
+    return f"provisioner-app/{app}:v{version}"
+
+
+def export_source(repo: Path, sha: str, dest: Path) -> None:
+    """The pushed tree, without .git, via `git archive` (works inside the pre-receive quarantine)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.Popen(
+        ["git", "--git-dir", str(repo), "archive", "--format=tar", sha], stdout=subprocess.PIPE
+    )
+    untar = subprocess.run(
+        ["tar", "-x", "-C", str(dest)], stdin=archive.stdout, capture_output=True, check=False
+    )
+    if archive.stdout:
+        archive.stdout.close()
+    if archive.wait() != 0 or untar.returncode != 0:
+        raise BuildError(f"could not export commit {sha[:12]}")
+
+
+def stream(cmd: list[str], say: Say, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    """Run a command, passing each output line to the pusher; keep the last lines for errors."""
+    tail: list[str] = []
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env, bufsize=1
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        say(line)
+        tail = [*tail[-19:], line]
+    return proc.wait(), tail
+
+
+def build(
+    app: str, version: int, source: Path, config: dict[str, str], settings: Settings, cache: Path, say: Say
+) -> BuildResult:
+    if (source / "Dockerfile").is_file():
+        return build_dockerfile(app, version, source, settings, say)
+    return build_buildpacks(app, version, source, config, settings, cache, say)
+
+
+def build_args(settings: Settings) -> list[str]:
+    args: list[str] = []
+    for key, value in settings.proxy_vars().items():
+        args += ["--build-arg", f"{key}={value}"]
+    return args
+
+
+def build_dockerfile(app: str, version: int, source: Path, settings: Settings, say: Say) -> BuildResult:
+    say("-----> Dockerfile app detected")
+    image = image_name(app, version)
+    rc, tail = stream(
+        ["docker", "build", "--pull=false", "-t", image, *build_args(settings), str(source)], say
+    )
+    if rc != 0:
+        raise BuildError("docker build failed", "\n".join(tail))
+    exposed = sorted(docker.image_config(image).get("ExposedPorts") or {})
+    tcp = [int(p.split("/")[0]) for p in exposed if p.endswith("/tcp")]
+    return BuildResult(image, "dockerfile", {"web": ""}, tcp[0] if len(tcp) == 1 else None)
+
+
+# --- buildpacks -------------------------------------------------------------------------------------------
+
+
+def buildpack_urls(source: Path, config: dict[str, str]) -> list[str]:
+    urls: list[str] = []
+    if config.get("BUILDPACK_URL"):
+        urls = [config["BUILDPACK_URL"].strip()]
+    elif (source / ".buildpacks").is_file():
+        urls = [
+            ln.strip()
+            for ln in (source / ".buildpacks").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")
+        ]
+    for url in urls:
+        if not URL_RE.match(url):
+            raise BuildError(
+                f"invalid buildpack URL {url!r}: expected an https://, git://, ssh:// or file:/// git URL"
+            )
+    return urls
+
+
+def fetch_buildpack(url: str, cache: Path, say: Say) -> Path:
+    repo_url, _, ref = url.partition("#")
+    dest = cache / "buildpacks" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    say(f"-----> Fetching buildpack {url}")
+    cmd = ["git", "clone", "--quiet", "--depth", "1"]
+    if ref:
+        cmd += ["--branch", ref]
+    proc = subprocess.run([*cmd, "--", repo_url, str(dest)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BuildError(f"could not fetch buildpack {url}: {proc.stderr.strip().splitlines()[-1:] or ''}")
+    for script in ("detect", "compile", "release"):
+        path = dest / "bin" / script
+        if path.exists():
+            path.chmod(0o755)
+    return dest
+
+
+def builtin_buildpacks(settings: Settings) -> list[Path]:
+    root = Path(settings.buildpacks_dir)
+    order = ["python", "nodejs", "static"]
+    found = [root / name for name in order if (root / name / "bin" / "compile").exists()]
+    others = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in order) if root.is_dir() else []
+    return found + others
+
+
+def container_env(settings: Settings) -> list[str]:
+    env = {
+        "SSL_CERT_FILE": CA_MOUNT,
+        "PIP_CERT": CA_MOUNT,
+        "REQUESTS_CA_BUNDLE": CA_MOUNT,
+        "NODE_EXTRA_CA_CERTS": CA_MOUNT,
+        "npm_config_cafile": CA_MOUNT,
+        "HOME": "/tmp",
+        "STACK": "provisioner-bookworm",
+        **settings.proxy_vars(),
+    }
+    if Path(settings.pip_conf).is_file():
+        env["PIP_CONFIG_FILE"] = "/etc/pip.conf"
+    args: list[str] = []
+    for key, value in env.items():
+        args += ["-e", f"{key}={value}"]
+    return args
+
+
+def run_buildpack(
+    script: str,
+    buildpack: Path,
+    src: Path,
+    cache: Path,
+    envdir: Path,
+    settings: Settings,
+    name: str,
+    say: Say,
+) -> tuple[int, list[str]]:
+    mounts = [
+        "-v",
+        f"{src}:/app",
+        "-v",
+        f"{cache}:/cache",
+        "-v",
+        f"{envdir}:/env:ro",
+        "-v",
+        f"{buildpack}:/buildpack:ro",
+    ]
+    if Path(settings.ca_bundle).is_file():
+        mounts += ["-v", f"{settings.ca_bundle}:{CA_MOUNT}:ro"]
+    if Path(settings.pip_conf).is_file():
+        mounts += ["-v", f"{settings.pip_conf}:/etc/pip.conf:ro"]
+    args = {"detect": ["/app"], "compile": ["/app", "/cache", "/env"], "release": ["/app"]}[script]
+    cmd = [
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--user",
+        f"{os.getuid()}:{os.getgid()}",
+        "--label",
+        "io.provisioner.build=1",
+        "--workdir",
+        "/app",
+        *mounts,
+        *container_env(settings),
+        "--entrypoint",
+        f"/buildpack/bin/{script}",
+        settings.build_image,
+        *args,
+    ]
+    return stream(cmd, say)
+
+
+def build_buildpacks(
+    app: str, version: int, source: Path, config: dict[str, str], settings: Settings, cache: Path, say: Say
+) -> BuildResult:
+    if not docker.image_exists(settings.build_image):
+        raise BuildError(
+            f"the build image {settings.build_image} is missing: run 'provisioner up' on this host"
+        )
+    urls = buildpack_urls(source, config)
+    packs = [fetch_buildpack(u, cache, say) for u in urls] if urls else builtin_buildpacks(settings)
+    work = Path(tempfile.mkdtemp(prefix=f"provisioner-env-{app}-"))
+    try:
+        envdir = work / "env"
+        envdir.mkdir(mode=0o700)
+        for key, value in config.items():
+            (envdir / key).write_text(value)
+        layer = cache / "layers"
+        layer.mkdir(parents=True, exist_ok=True)
+        name = f"{app}.build.v{version}"
+        if not urls:
+            chosen = None
+            for pack in packs:
+                rc, out = run_buildpack(
+                    "detect", pack, source, layer, envdir, settings, name, lambda _l: None
+                )
+                if rc == 0:
+                    chosen = pack
+                    say(f"-----> {(out[-1] if out else pack.name).strip()} app detected")
+                    break
+            if chosen is None:
+                raise BuildError(
+                    "no buildpack detected this app: add requirements.txt, package.json, index.html "
+                    "or a Dockerfile, or set BUILDPACK_URL"
+                )
+            packs = [chosen]
+        defaults: dict[str, str] = {}
+        for pack in packs:
+            rc, tail = run_buildpack(
+                "compile",
+                pack,
+                source,
+                layer,
+                envdir,
+                settings,
+                name,
+                lambda line: say(line if line.startswith("-----> ") else f"       {line}"),
+            )
+            if rc != 0:
+                raise BuildError(f"buildpack {pack.name} failed to compile the app", "\n".join(tail))
+            if (pack / "bin" / "release").exists():
+                rc, out = run_buildpack(
+                    "release", pack, source, layer, envdir, settings, name, lambda _l: None
+                )
+                if rc == 0:
+                    defaults.update(procfile.parse_release_yaml("\n".join(out)))
+        image = image_name(app, version)
+        say("-----> Building the app image")
+        context = work / "context"
+        context.mkdir()
+        (context / "Dockerfile").write_text(
+            f"FROM {settings.run_image}\nCOPY --chown=1000:1000 app/ /app/\nUSER 1000\nWORKDIR /app\n"
+        )
+        shutil.copytree(source, context / "app", symlinks=True)
+        rc, tail = stream(
+            ["docker", "build", "--pull=false", "-q", "-t", image, str(context)], lambda _l: None
+        )
+        if rc != 0:
+            raise BuildError("building the app image failed", "\n".join(tail))
+        return BuildResult(image, "buildpacks", defaults, settings.container_port)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""The local Docker engine: its HTTP API over the unix socket (no shell, config values never on a command
+line), and the docker CLI for streaming work (build, logs)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import urllib.parse
+from typing import Any
+
+SOCKET = os.environ.get("PROVISIONER_DOCKER_SOCKET", "/var/run/docker.sock")
+
+
+class DockerError(RuntimeError):
+    pass
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def api(
+    method: str, path: str, body: Any = None, query: dict[str, Any] | None = None, timeout: float = 120
+) -> Any:
+    if query:
+        path = f"{path}?{urllib.parse.urlencode(query)}"
+    conn = _UnixConnection(SOCKET, timeout)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        conn.request(method, path, body=payload, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    except OSError as exc:
+        raise DockerError(f"the Docker engine does not answer: {exc}") from None
+    finally:
+        conn.close()
+    if resp.status >= 400:
+        try:
+            message = json.loads(data).get("message", data.decode(errors="replace"))
+        except ValueError:
+            message = data.decode(errors="replace")
+        raise DockerError(f"docker: {message.strip()}")
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode(errors="replace")
+
+
+def cli(
+    *args: str, check: bool = True, capture: bool = True, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["docker", *args], capture_output=capture, text=True, check=False, **kwargs)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or "").strip().splitlines()
+        raise DockerError(f"docker {args[0]} failed: {detail[-1] if detail else proc.returncode}")
+    return proc
+
+
+def image_exists(ref: str) -> bool:
+    try:
+        api("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
+        return True
+    except DockerError:
+        return False
+
+
+def image_config(ref: str) -> dict[str, Any]:
+    return dict(api("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json").get("Config") or {})
+
+
+def containers(labels: dict[str, str], all_: bool = True) -> list[dict[str, Any]]:
+    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    return list(api("GET", "/containers/json", query={"all": int(all_), "filters": json.dumps(filters)}))
+
+
+def inspect(name: str) -> dict[str, Any]:
+    return dict(api("GET", f"/containers/{urllib.parse.quote(name, safe='')}/json"))
+
+
+def logs_tail(name: str, lines: int = 20) -> str:
+    proc = cli("logs", "--tail", str(lines), name, check=False)
+    return ((proc.stdout or "") + (proc.stderr or "")).strip()

@@ -1,0 +1,110 @@
+"""App vhosts: rendered from a template, checked with `nginx -t` before any reload, restored on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import names
+
+VHOST = """\
+# Managed by provisioner for app {app}: changes are overwritten on the next deploy.
+upstream provisioner-app-{app} {{
+{servers}
+    keepalive 16;
+}}
+
+server {{
+    listen 80;
+    server_name {server_names};
+    client_max_body_size 100m;
+
+    location / {{
+{location}
+    }}
+}}
+"""
+PROXY = """\
+        proxy_pass http://provisioner-app-{app};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_next_upstream error timeout http_502 http_503;
+        proxy_read_timeout 120s;"""
+NO_WEB = """\
+        default_type text/plain;
+        return 503 "{app} has no running web process\\n";"""
+
+
+class NginxError(RuntimeError):
+    pass
+
+
+def render(app: str, domains: Iterable[str], ports: Iterable[int]) -> str:
+    names.app(app)
+    server_names = [names.domain(d) for d in domains]
+    if not server_names:
+        raise NginxError(f"{app} has no domain: set the host's domain or add one with domains:add")
+    ports = sorted(int(p) for p in ports)
+    if any(not 0 < p < 65536 for p in ports):
+        raise NginxError(f"invalid upstream port in {ports}")
+    if ports:
+        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in ports)
+        location = PROXY.format(app=app)
+    else:
+        servers = "    server 127.0.0.1:9 down;"
+        location = NO_WEB.format(app=app)
+    return VHOST.format(app=app, servers=servers, server_names=" ".join(server_names), location=location)
+
+
+def _nginx(*args: str) -> list[str]:
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    return [*prefix, "/usr/sbin/nginx", *args]
+
+
+def check_config() -> str | None:
+    """None when `nginx -t` passes, else its error."""
+    proc = subprocess.run(_nginx("-t", "-q"), capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return None
+    lines = [
+        ln for ln in proc.stderr.splitlines() if "emerg" in ln or "error" in ln
+    ] or proc.stderr.splitlines()
+    return lines[0].strip() if lines else "nginx -t failed"
+
+
+def reload() -> None:
+    proc = subprocess.run(_nginx("-s", "reload"), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise NginxError(f"nginx reload failed: {proc.stderr.strip()}")
+
+
+def apply(directory: Path, app: str, text: str | None) -> None:
+    """Write (or remove, when text is None) an app's vhost; keep the old one if nginx refuses the new."""
+    path = directory / f"{names.app(app)}.conf"
+    old = path.read_text() if path.exists() else None
+    if old == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    if text is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    else:
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    error = check_config()
+    if error:
+        if old is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        else:
+            path.write_text(old)
+        raise NginxError(f"nginx refused the new configuration of {app} (kept the old one): {error}")
+    reload()

@@ -1,0 +1,171 @@
+"""Releases: start the new processes, health-check them, switch nginx, retire the old ones.
+
+A failure at any step stops what was started for the new release and leaves the serving one alone.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import nginx
+from .procfile import HealthCheck
+from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler
+from .store import App
+
+Say = Callable[[str], None]
+
+
+class ReleaseError(RuntimeError):
+    def __init__(self, message: str, tail: str = "") -> None:
+        super().__init__(message)
+        self.tail = tail
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_release(
+    app: App,
+    *,
+    image: str,
+    processes: dict[str, str],
+    release_command: str | None,
+    health: HealthCheck,
+    port: int | None,
+    commit: str,
+    description: str,
+    kind: str,
+) -> dict[str, Any]:
+    return {
+        "version": app.next_version(),
+        "image": image,
+        "kind": kind,
+        "commit": commit,
+        "processes": processes,
+        "release_command": release_command,
+        "health": {"kind": health.kind, "path": health.path, "timeout": health.timeout},
+        "port": port or app.settings.container_port,
+        "config": app.config(),
+        "created": now(),
+        "description": description,
+    }
+
+
+def http_ok(port: int, path: str) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
+            return 200 <= resp.status < 400, f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return False, str(getattr(exc, "reason", exc))
+
+
+def tcp_ok(port: int) -> tuple[bool, str]:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True, "port open"
+    except OSError as exc:
+        return False, str(exc)
+
+
+def wait_healthy(sched: Scheduler, inst: Instance, health: dict[str, Any], say: Say) -> None:
+    timeout = float(health.get("timeout", 60))
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not sched.alive(inst):
+            raise ReleaseError(
+                f"{inst.process}.{inst.index} exited during its health check", sched.log_tail(inst)
+            )
+        if inst.host_port:
+            ok, last = (
+                http_ok(inst.host_port, health["path"])
+                if health["kind"] == "http"
+                else tcp_ok(inst.host_port)
+            )
+            if ok:
+                say(f"       {inst.process}.{inst.index} is healthy ({last})")
+                return
+        time.sleep(0.5)
+    what = (
+        f"GET {health['path']} answering 2xx/3xx"
+        if health["kind"] == "http"
+        else "its port accepting connections"
+    )
+    raise ReleaseError(
+        f"{inst.process}.{inst.index} failed its health check ({what}) within {timeout:.0f} s: last {last}",
+        sched.log_tail(inst),
+    )
+
+
+def activate(app: App, release: dict[str, Any], say: Say, sched: Scheduler | None = None) -> list[Instance]:
+    """Run a release: release command, new processes, health checks, nginx switch, retire the old."""
+    sched = sched or LocalDocker()
+    settings = app.settings
+    processes: dict[str, str] = release["processes"]
+    env = dict(release["config"])
+    scale = app.scale()
+    if scale.get("web", 0) > 0 and "web" not in processes:
+        raise ReleaseError("no 'web' process: add a Procfile with 'web: <command>' (or scale web=0)")
+
+    def spec(process: str, index: int, command: str | None) -> ProcessSpec:
+        return ProcessSpec(
+            app=app.name,
+            process=process,
+            index=index,
+            version=release["version"],
+            image=release["image"],
+            command=command or None,
+            env=env,
+            port=release["port"] if process == "web" else None,
+            memory=env.get("MEMORY_LIMIT") or settings.memory_limit,
+        )
+
+    if release.get("release_command"):
+        say(f"-----> Running release command: {release['release_command']}")
+        rc, output = sched.run_once(spec("release", 0, release["release_command"]))
+        for line in output.splitlines()[-20:]:
+            say(f"       {line}")
+        if rc != 0:
+            raise ReleaseError(f"the release command failed (exit code {rc}); the deploy is aborted", "")
+    old = sched.instances(app.name)
+    started: list[Instance] = []
+    try:
+        for process, count in sorted(scale.items()):
+            if process not in processes:
+                if count:
+                    say(f"       (no '{process}' process in this release: skipped)")
+                continue
+            for index in range(1, count + 1):
+                say(f"-----> Starting {process}.{index}")
+                started.append(sched.start(spec(process, index, processes[process])))
+        for inst in started:
+            if inst.process == "web":
+                wait_healthy(sched, inst, release["health"], say)
+        time.sleep(1 if any(i.process != "web" for i in started) else 0)
+        for inst in started:
+            if inst.process != "web" and not sched.alive(inst):
+                raise ReleaseError(
+                    f"{inst.process}.{inst.index} exited right after starting", sched.log_tail(inst)
+                )
+        ports = [i.host_port for i in started if i.process == "web" and i.host_port]
+        nginx.apply(Path(settings.nginx_apps_dir), app.name, nginx.render(app.name, app.all_domains(), ports))
+    except BaseException:
+        for inst in started:
+            sched.stop(inst, grace=2)
+        raise
+    if old:
+        time.sleep(settings.retire_grace)
+        for inst in old:
+            sched.stop(inst, grace=10)
+    return started

@@ -1,0 +1,177 @@
+"""Where app processes run, behind a small interface: the local Docker engine now, Docker Swarm later.
+
+Everything above this module speaks in ProcessSpec and Instance; nothing else names containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import docker
+
+LABEL = "io.provisioner.app"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    app: str
+    process: str
+    index: int
+    version: int
+    image: str
+    command: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None  # the container port of a web process
+    memory: str = "512m"
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    app: str
+    process: str
+    index: int
+    version: int
+    state: str
+    host_port: int | None
+    started: str = ""
+
+
+class Scheduler(Protocol):
+    def start(self, spec: ProcessSpec) -> Instance: ...
+    def stop(self, instance: Instance, grace: float = 10) -> None: ...
+    def instances(self, app: str) -> list[Instance]: ...
+    def alive(self, instance: Instance) -> bool: ...
+    def run_once(self, spec: ProcessSpec, timeout: float = 600) -> tuple[int, str]: ...
+    def log_tail(self, instance: Instance, lines: int = 20) -> str: ...
+
+
+def memory_bytes(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", text.strip().lower())
+    if not match:
+        raise ValueError(f"invalid memory limit {text!r}: expected e.g. 512m or 1g")
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _token() -> str:
+    import secrets
+
+    return secrets.token_hex(3)
+
+
+class LocalDocker:
+    """Processes as containers on this host's engine; web ports published on 127.0.0.1 for nginx."""
+
+    def _labels(self, spec: ProcessSpec) -> dict[str, str]:
+        return {
+            LABEL: spec.app,
+            "io.provisioner.process": spec.process,
+            "io.provisioner.index": str(spec.index),
+            "io.provisioner.release": str(spec.version),
+        }
+
+    def _body(self, spec: ProcessSpec, restart: bool = True) -> dict[str, object]:
+        env = dict(spec.env)
+        host: dict[str, object] = {
+            "Memory": memory_bytes(spec.memory),
+            "RestartPolicy": {"Name": "unless-stopped"} if restart else {"Name": "no"},
+            "Init": True,
+        }
+        body: dict[str, object] = {"Image": spec.image, "Labels": self._labels(spec), "HostConfig": host}
+        if spec.port:
+            env["PORT"] = str(spec.port)
+            key = f"{spec.port}/tcp"
+            body["ExposedPorts"] = {key: {}}
+            # A fixed host port survives restarts of the engine, so nginx's upstream stays right.
+            host["PortBindings"] = {key: [{"HostIp": "127.0.0.1", "HostPort": str(free_port())}]}
+        body["Env"] = [f"{k}={v}" for k, v in sorted(env.items())]
+        if spec.command:
+            body["Cmd"] = [spec.command] if self._launcher(spec.image) else ["/bin/sh", "-c", spec.command]
+        return body
+
+    @staticmethod
+    def _launcher(image: str) -> bool:
+        entry = docker.image_config(image).get("Entrypoint") or []
+        return bool(entry) and str(entry[0]).endswith("provisioner-launch")
+
+    def start(self, spec: ProcessSpec) -> Instance:
+        name = f"{spec.app}.{spec.process}.{spec.index}.v{spec.version}-{_token()}"
+        created = docker.api("POST", "/containers/create", self._body(spec), query={"name": name})
+        docker.api("POST", f"/containers/{created['Id']}/start")
+        return self._instance(docker.inspect(created["Id"]))
+
+    def _instance(self, data: dict[str, Any]) -> Instance:
+        config = data.get("Config") or {}
+        labels = dict(config.get("Labels") or {})
+        state = data.get("State") or {}
+        host_port = None
+        bindings = (data.get("HostConfig") or {}).get("PortBindings") or {}
+        for binds in bindings.values():
+            for bind in binds or []:
+                if bind.get("HostPort"):
+                    host_port = int(bind["HostPort"])
+        return Instance(
+            name=str(data.get("Name", "")).lstrip("/"),
+            app=labels.get(LABEL, ""),
+            process=labels.get("io.provisioner.process", ""),
+            index=int(labels.get("io.provisioner.index", 0)),
+            version=int(labels.get("io.provisioner.release", 0)),
+            state=str(state.get("Status", "unknown")),
+            host_port=host_port,
+            started=str(state.get("StartedAt", "")),
+        )
+
+    def instances(self, app: str) -> list[Instance]:
+        found = [self._instance(docker.inspect(c["Id"])) for c in docker.containers({LABEL: app})]
+        return sorted(found, key=lambda i: (i.version, i.process, i.index, i.name))
+
+    def alive(self, instance: Instance) -> bool:
+        try:
+            state = docker.inspect(instance.name).get("State") or {}
+        except docker.DockerError:
+            return False
+        return bool(state.get("Running")) and not state.get("Restarting")
+
+    def stop(self, instance: Instance, grace: float = 10) -> None:
+        with contextlib.suppress(docker.DockerError):
+            docker.api(
+                "POST", f"/containers/{instance.name}/stop", query={"t": int(grace)}, timeout=grace + 60
+            )
+        with contextlib.suppress(docker.DockerError):
+            docker.api("DELETE", f"/containers/{instance.name}", query={"force": 1})
+
+    def run_once(self, spec: ProcessSpec, timeout: float = 600) -> tuple[int, str]:
+        name = f"{spec.app}.{spec.process}.v{spec.version}-{_token()}"
+        body = self._body(spec, restart=False)
+        created = docker.api("POST", "/containers/create", body, query={"name": name})
+        try:
+            docker.api("POST", f"/containers/{created['Id']}/start")
+            result = docker.api("POST", f"/containers/{created['Id']}/wait", timeout=timeout)
+            output = docker.logs_tail(created["Id"], 200)
+            return int(result.get("StatusCode", 1)), output
+        finally:
+            with contextlib.suppress(docker.DockerError):
+                docker.api("DELETE", f"/containers/{created['Id']}", query={"force": 1})
+
+    def log_tail(self, instance: Instance, lines: int = 20) -> str:
+        return docker.logs_tail(instance.name, lines)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

@@ -1,0 +1,155 @@
+"""An app's state on disk: repository, config vars (0600), releases, scale, domains, and its lock."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import names
+from .settings import Settings
+
+
+class LockTimeout(RuntimeError):
+    pass
+
+
+def write_json(path: Path, data: Any, mode: int = 0o600) -> None:
+    """Atomic write: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+
+
+class App:
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.name = names.app(name)
+        self.dir = Path(settings.apps_dir) / self.name
+
+    @property
+    def repo(self) -> Path:
+        return self.dir / "repo.git"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.dir / "cache"
+
+    def exists(self) -> bool:
+        return self.dir.is_dir()
+
+    # -- config ------------------------------------------------------------------------------------
+    def config(self) -> dict[str, str]:
+        return dict(read_json(self.dir / "config.json", {}))
+
+    def set_config(self, config: dict[str, str]) -> None:
+        write_json(self.dir / "config.json", config, 0o600)
+
+    # -- releases ----------------------------------------------------------------------------------
+    def releases(self) -> list[dict[str, Any]]:
+        return list(read_json(self.dir / "releases.json", []))
+
+    def current(self) -> dict[str, Any] | None:
+        data = read_json(self.dir / "current.json", None)
+        return dict(data) if data else None
+
+    def next_version(self) -> int:
+        releases = self.releases()
+        return max((r["version"] for r in releases), default=0) + 1
+
+    def record_release(self, release: dict[str, Any]) -> None:
+        releases = [r for r in self.releases() if r["version"] != release["version"]]
+        releases.append(release)
+        releases.sort(key=lambda r: r["version"])
+        write_json(self.dir / "releases.json", releases, 0o600)
+
+    def set_current(self, release: dict[str, Any]) -> None:
+        write_json(self.dir / "current.json", release, 0o600)
+
+    def release(self, version: int) -> dict[str, Any] | None:
+        return next((r for r in self.releases() if r["version"] == version), None)
+
+    # -- scale and domains -------------------------------------------------------------------------
+    def scale(self) -> dict[str, int]:
+        return {k: int(v) for k, v in read_json(self.dir / "scale.json", {"web": 1}).items()}
+
+    def set_scale(self, scale: dict[str, int]) -> None:
+        write_json(self.dir / "scale.json", scale, 0o644)
+
+    def domains(self) -> list[str]:
+        return list(read_json(self.dir / "domains.json", []))
+
+    def set_domains(self, domains: list[str]) -> None:
+        write_json(self.dir / "domains.json", sorted(set(domains)), 0o644)
+
+    def all_domains(self) -> list[str]:
+        default = [f"{self.name}.{self.settings.domain}"] if self.settings.domain else []
+        return default + [d for d in self.domains() if d not in default]
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def create(self, init_repo: Callable[[Path], None]) -> None:
+        self.dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        self.cache_dir.mkdir(mode=0o750, exist_ok=True)
+        if not (self.repo / "HEAD").exists():
+            init_repo(self.repo)
+
+    def destroy(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 600, say: Callable[[str], None] | None = None) -> Iterator[None]:
+        """One deploy or config change per app at a time; others wait (with a message) or time out."""
+        self.dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        with open(self.dir / "lock", "a") as fh:
+            deadline = time.monotonic() + timeout
+            told = False
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise LockTimeout(
+                            f"{self.name} is busy with another deploy; try again later"
+                        ) from None
+                    if say and not told:
+                        say(f"waiting for another deploy or config change of {self.name} to finish")
+                        told = True
+                    time.sleep(0.5)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def list_apps(settings: Settings) -> list[str]:
+    root = Path(settings.apps_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and names.APP_RE.match(p.name))

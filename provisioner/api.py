@@ -65,6 +65,7 @@ class UpOptions:
     apt_proxy: str | None = None
     pip_index_url: str | None = None
     extra_vars: list[str] = field(default_factory=list)
+    deploy_keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +119,7 @@ def up(
     )
     if on_preflight:
         on_preflight(hosts)
+    extra["receiver_authorized_keys"] = hostvars.deploy_keys(options.deploy_keys, [h.identity for h in hosts])
     preflight.check_all(hosts, forks=options.forks, known_hosts=paths.known_hosts())
     per_host = hostvars.host_vars(hosts, domain)
     if options.inventory:

@@ -149,6 +149,13 @@ def with_up_options(func: F) -> F:
 )
 @click.option("--apt-proxy", help="HTTP proxy URL for apt on the hosts.")
 @click.option("--pip-index-url", help="Python package index for builds on the hosts.")
+@click.option(
+    "--deploy-key",
+    "deploy_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Public key allowed to git push and run app commands (default: the connecting identity's .pub).",
+)
 @click.option("-e", "--extra-var", "extra_vars", multiple=True, help="Role variable NAME=VALUE; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def up(targets: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:

@@ -88,6 +88,40 @@ def parse_extra_vars(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
+KEY_RE = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
+    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\r\n\"]*)?$"
+)
+DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+
+
+def public_key(file: str) -> str:
+    """One OpenSSH public key from a file, validated (a key line may carry no options)."""
+    try:
+        lines = [ln.strip() for ln in Path(file).expanduser().read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError):
+        raise UsageError(f"deploy key {file!r} cannot be read") from None
+    if len(lines) != 1 or not KEY_RE.match(lines[0]):
+        raise UsageError(f"deploy key {file!r} is not one OpenSSH public key line (e.g. ssh-ed25519 AAAA... name)")
+    return lines[0]
+
+
+def deploy_keys(files: Iterable[str], identities: Iterable[str | None]) -> list[str]:
+    """--deploy-key files, else the public key of the identity used to connect, else ~/.ssh's key."""
+    chosen = list(files)
+    if not chosen:
+        chosen = [f"{i}.pub" for i in identities if i and Path(f"{i}.pub").is_file()]
+    if not chosen:
+        home = Path("~/.ssh").expanduser()
+        chosen = [str(home / n) for n in DEFAULT_KEYS if (home / n).is_file()][:1]
+    keys: list[str] = []
+    for file in dict.fromkeys(chosen):
+        key = public_key(file)
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
 def extra_vars(
     *,
     ca_files: Iterable[str] = (),
@@ -104,5 +138,6 @@ def extra_vars(
         result["base_apt_proxy"] = apt_proxy
     if pip_index_url:
         result["base_pip_index_url"] = pip_index_url
+    result["receiver_source_dir"] = str(Path(__file__).resolve().parent / "hostcmd")
     result.update(extra or {})
     return result

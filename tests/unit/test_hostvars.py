@@ -43,8 +43,19 @@ def test_ca_file_errors(tmp_path):
 
 
 def test_extra_vars_only_what_was_given():
-    assert hostvars.extra_vars() == {}
-    assert hostvars.extra_vars(apt_proxy="http://proxy:3128") == {"base_apt_proxy": "http://proxy:3128"}
+    assert set(hostvars.extra_vars()) == {"receiver_source_dir"}
+    assert hostvars.extra_vars()["receiver_source_dir"].endswith("provisioner/hostcmd")
+    assert hostvars.extra_vars(apt_proxy="http://proxy:3128")["base_apt_proxy"] == "http://proxy:3128"
     assert hostvars.parse_extra_vars(["docker_log_max_file=5"]) == {"docker_log_max_file": "5"}
     with pytest.raises(UsageError):
         hostvars.parse_extra_vars(["not a var=1"])
+
+
+def test_deploy_keys(tmp_path):
+    pub = tmp_path / "id.pub"
+    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me@laptop\n")
+    assert hostvars.deploy_keys([], [str(tmp_path / "id")]) == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me@laptop"]
+    bad = tmp_path / "bad.pub"
+    bad.write_text('command="sh" ssh-ed25519 AAAA x\n')
+    with pytest.raises(UsageError, match="not one OpenSSH public key"):
+        hostvars.deploy_keys([str(bad)], [])

@@ -82,7 +82,7 @@ def parse_extra_vars(pairs: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not VAR_RE.match(key):
+        if not sep or not VAR_RE.fullmatch(key):
             raise UsageError(f"malformed --extra-var {pair!r}: expected NAME=VALUE")
         out[key] = value
     return out
@@ -101,8 +101,10 @@ def public_key(file: str) -> str:
         lines = [ln.strip() for ln in Path(file).expanduser().read_text().splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError):
         raise UsageError(f"deploy key {file!r} cannot be read") from None
-    if len(lines) != 1 or not KEY_RE.match(lines[0]):
-        raise UsageError(f"deploy key {file!r} is not one OpenSSH public key line (e.g. ssh-ed25519 AAAA... name)")
+    if len(lines) != 1 or not KEY_RE.fullmatch(lines[0]):
+        raise UsageError(
+            f"deploy key {file!r} is not one OpenSSH public key line (e.g. ssh-ed25519 AAAA... name)"
+        )
     return lines[0]
 
 

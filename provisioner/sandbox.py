@@ -118,7 +118,7 @@ def recipe_hash(release: str, mirror: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not re.match(NAME_RE_TEXT, name):
+    if not re.fullmatch(NAME_RE_TEXT, name):
         raise UsageError(
             f"invalid sandbox name {name!r}: "
             "use 1-31 lowercase letters, digits and '-', starting with a letter"

@@ -65,7 +65,7 @@ def valid_hostname(name: str) -> bool:
     labels = name.split(".")
     if all(label.isdigit() for label in labels):
         return False  # looks like a broken IPv4 address
-    return all(LABEL_RE.match(label) for label in labels)
+    return all(LABEL_RE.fullmatch(label) for label in labels)
 
 
 def parse_target(text: str, *, default_user: str = "root") -> tuple[str, str, int | None]:
@@ -74,7 +74,7 @@ def parse_target(text: str, *, default_user: str = "root") -> tuple[str, str, in
         raise UsageError(f"malformed target {text!r}: expected [user@]host[:port]")
     if text.startswith("-"):
         raise UsageError(f"malformed target {text!r}: a target cannot start with '-'")
-    match = TARGET_RE.match(text)
+    match = TARGET_RE.fullmatch(text)
     if not match:
         if text.count(":") > 1 and "[" not in text:
             raise UsageError(
@@ -82,7 +82,7 @@ def parse_target(text: str, *, default_user: str = "root") -> tuple[str, str, in
             )
         raise UsageError(f"malformed target {text!r}: expected [user@]host[:port]")
     user = match.group("user") or default_user
-    if not USER_RE.match(user):
+    if not USER_RE.fullmatch(user):
         raise UsageError(f"malformed target {text!r}: {user!r} is not a valid user name")
     if match.group("ipv6") is not None:
         host = match.group("ipv6")

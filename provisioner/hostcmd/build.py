@@ -109,7 +109,7 @@ def buildpack_urls(source: Path, config: dict[str, str]) -> list[str]:
             if ln.strip() and not ln.startswith("#")
         ]
     for url in urls:
-        if not URL_RE.match(url):
+        if not URL_RE.fullmatch(url):
             raise BuildError(
                 f"invalid buildpack URL {url!r}: expected an https://, git://, ssh:// or file:/// git URL"
             )

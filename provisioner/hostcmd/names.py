@@ -18,7 +18,7 @@ class NameError_(ValueError):
 
 
 def app(name: str) -> str:
-    if not APP_RE.match(name or ""):
+    if not APP_RE.fullmatch(name or ""):
         raise NameError_(
             f"invalid app name {name!r}: use 1-30 lowercase letters, digits and '-', starting with a letter"
         )
@@ -26,13 +26,13 @@ def app(name: str) -> str:
 
 
 def process(name: str) -> str:
-    if not PROCESS_RE.match(name or ""):
+    if not PROCESS_RE.fullmatch(name or ""):
         raise NameError_(f"invalid process type {name!r}: use lowercase letters, digits, '-' and '_'")
     return name
 
 
 def config_key(key: str) -> str:
-    if not CONFIG_KEY_RE.match(key or "") or len(key) > 200:
+    if not CONFIG_KEY_RE.fullmatch(key or "") or len(key) > 200:
         raise NameError_(
             f"invalid config key {key!r}: use letters, digits and '_', not starting with a digit"
         )
@@ -42,7 +42,7 @@ def config_key(key: str) -> str:
 def domain(name: str) -> str:
     name = (name or "").lower()
     labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(LABEL_RE.match(label) for label in labels):
+    if len(name) > 253 or len(labels) < 2 or not all(LABEL_RE.fullmatch(label) for label in labels):
         raise NameError_(f"invalid domain {name!r}: expected a DNS name such as www.example.com")
     if labels[-1].isdigit():
         raise NameError_(f"invalid domain {name!r}: an IP address is not a domain")
@@ -50,19 +50,19 @@ def domain(name: str) -> str:
 
 
 def release(text: str) -> int:
-    match = RELEASE_RE.match(text or "")
+    match = RELEASE_RE.fullmatch(text or "")
     if not match:
         raise NameError_(f"invalid release {text!r}: expected vN, e.g. v3")
     return int(match.group(1))
 
 
 def sha(text: str) -> str:
-    if not SHA_RE.match(text or ""):
+    if not SHA_RE.fullmatch(text or ""):
         raise NameError_(f"invalid git object id {text!r}")
     return text
 
 
 def ref(text: str) -> str:
-    if not BRANCH_RE.match(text or "") or ".." in text or text.endswith((".lock", "/", ".")):
+    if not BRANCH_RE.fullmatch(text or "") or ".." in text or text.endswith((".lock", "/", ".")):
         raise NameError_(f"invalid git ref {text!r}")
     return text

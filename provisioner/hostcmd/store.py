@@ -152,4 +152,4 @@ def list_apps(settings: Settings) -> list[str]:
     root = Path(settings.apps_dir)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and names.APP_RE.match(p.name))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and names.APP_RE.fullmatch(p.name))

@@ -54,7 +54,9 @@ def test_extra_vars_only_what_was_given():
 def test_deploy_keys(tmp_path):
     pub = tmp_path / "id.pub"
     pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me@laptop\n")
-    assert hostvars.deploy_keys([], [str(tmp_path / "id")]) == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me@laptop"]
+    assert hostvars.deploy_keys([], [str(tmp_path / "id")]) == [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me@laptop"
+    ]
     bad = tmp_path / "bad.pub"
     bad.write_text('command="sh" ssh-ed25519 AAAA x\n')
     with pytest.raises(UsageError, match="not one OpenSSH public key"):

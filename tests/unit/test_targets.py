@@ -54,6 +54,8 @@ def test_parse_target_valid(text, expected):
         "user@ho st",
         "host;rm -rf /",
         "$(id)@host",
+        "host\n",
+        "root\n@host",
     ],
 )
 def test_parse_target_rejects(text):

@@ -1,0 +1,108 @@
+import pytest
+
+from provisioner.hostcmd import main as host
+from provisioner.hostcmd.settings import Settings
+from provisioner.hostcmd.store import App
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    s = Settings(apps_dir=str(tmp_path / "apps"), domain="example.test")
+    monkeypatch.setattr(host.Settings, "load", classmethod(lambda cls, directory=None: s))
+    return s
+
+
+@pytest.fixture
+def execs(monkeypatch):
+    calls = []
+    monkeypatch.setattr(host.os, "execvp", lambda prog, argv: calls.append(argv))
+    monkeypatch.setattr(host.subprocess, "run", lambda *a, **k: None)
+    return calls
+
+
+def run(monkeypatch, original):
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", original)
+    return host.main(None)
+
+
+@pytest.mark.parametrize("command", ["", "help", "--help"])
+def test_help(monkeypatch, settings, capsys, command):
+    monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
+    assert run(monkeypatch, command) == 0
+    assert "apps:list" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command", ["bash", "sh -c id", "scp -t /tmp", "internal-sftp", "rm -rf /", "hook pre-receive x"]
+)
+def test_never_a_shell(monkeypatch, settings, capsys, execs, command):
+    monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
+    assert run(monkeypatch, command) == 1
+    captured = capsys.readouterr()
+    assert "unknown command" in captured.err and "apps:list" in captured.err
+    assert execs == []
+
+
+def test_push_creates_app_and_execs_receive_pack(monkeypatch, settings, execs, tmp_path):
+    monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
+    monkeypatch.setattr(host, "init_repo", lambda s: lambda repo: repo.mkdir(parents=True))
+    run(monkeypatch, "git-receive-pack '/shop.git'")  # execs git-receive-pack (patched here)
+    assert execs == [["git-receive-pack", str(tmp_path / "apps" / "shop" / "repo.git")]]
+
+
+@pytest.mark.parametrize(
+    "path", ["'../etc'", "'/etc/passwd'", "'Shop'", "'a/b'", "'-rf'", "'shop' 'other'", "'sh\nop'", "'$(id)'"]
+)
+def test_push_refuses_bad_names_before_touching_disk(monkeypatch, settings, execs, capsys, path, tmp_path):
+    monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
+    assert run(monkeypatch, f"git-receive-pack {path}") == 1
+    assert execs == []
+    assert not (tmp_path / "apps").exists()
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_upload_pack_of_unknown_app_is_refused(monkeypatch, settings, execs, capsys):
+    monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
+    assert run(monkeypatch, "git-upload-pack 'nope'") == 1 and execs == []
+
+
+def test_pre_receive_refuses_other_branches(monkeypatch, settings, capsys, tmp_path):
+    repo = tmp_path / "apps" / "shop" / "repo.git"
+    repo.mkdir(parents=True)
+    monkeypatch.setenv("GIT_DIR", str(repo))
+    rc = host.pre_receive(settings, [f"{'0' * 40} {'a' * 40} refs/heads/feature\n"])
+    assert rc == 1 and "only the 'main' branch deploys" in capsys.readouterr().err
+
+
+def test_config_commands_validate_and_store(monkeypatch, settings, capsys):
+    app = App(settings, "shop")
+    app.create(lambda repo: repo.mkdir(parents=True))
+    assert host.dispatch(["config:set", "shop", "A=1", "B=x=y", "--no-restart"], settings) == 0
+    assert app.config() == {"A": "1", "B": "x=y"}
+    with pytest.raises(host.UserError, match="invalid config key"):
+        host.dispatch(["config:set", "shop", "1A=2"], settings)
+    with pytest.raises(host.UserError, match="KEY=VALUE"):
+        host.dispatch(["config:set", "shop", "novalue"], settings)
+    assert host.dispatch(["config:unset", "shop", "A", "--no-restart"], settings) == 0
+    host.dispatch(["config", "shop"], settings)
+    assert capsys.readouterr().out.strip() == "B=x=y"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["config:set"], "usage"),
+        (["config", "nope"], "no app named"),
+        (["apps:destroy", "shop"], "--force"),
+        (["rollback", "shop", "latest"], "invalid release"),
+        (["ps:scale", "shop", "web=100"], "0 to 20"),
+        (["ps:scale", "shop", "../x=1"], "invalid process type"),
+        (["domains:add", "shop", "evil.com;"], "invalid domain"),
+        (["logs", "shop", "-n", "x"], "unexpected argument"),
+        (["apps:list", "extra"], "unexpected argument"),
+    ],
+)
+def test_bad_arguments_are_one_clear_message(settings, argv, words):
+    App(settings, "shop").create(lambda repo: repo.mkdir(parents=True))
+    with pytest.raises((host.UserError, host.names.NameError_), match=words):
+        host.dispatch(argv, settings)

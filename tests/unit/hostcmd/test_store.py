@@ -1,0 +1,69 @@
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from provisioner.hostcmd.settings import Settings
+from provisioner.hostcmd.store import App, LockTimeout, list_apps
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(apps_dir=str(tmp_path / "apps"), domain="1.2.3.4.sslip.io")
+
+
+def test_config_is_private_and_round_trips_any_value(settings):
+    app = App(settings, "shop")
+    value = "line1\nline2 'quoted' \"double\" $(rm -rf /) `id` \\ ; | &"
+    app.set_config({"SECRET": value})
+    assert App(settings, "shop").config() == {"SECRET": value}
+    mode = stat.S_IMODE(os.stat(app.dir / "config.json").st_mode)
+    assert mode == 0o600
+
+
+def test_releases_bookkeeping(settings):
+    app = App(settings, "shop")
+    assert app.next_version() == 1 and app.current() is None
+    app.record_release({"version": 1, "image": "i:v1"})
+    app.record_release({"version": 2, "image": "i:v2"})
+    app.set_current(app.release(2))
+    assert app.next_version() == 3
+    assert [r["version"] for r in app.releases()] == [1, 2]
+    assert app.current()["image"] == "i:v2"
+
+
+def test_scale_domains_and_listing(settings):
+    app = App(settings, "shop")
+    assert app.scale() == {"web": 1}
+    app.set_scale({"web": 2, "worker": 1})
+    app.set_domains(["b.example.com", "a.example.com", "a.example.com"])
+    assert app.all_domains() == ["shop.1.2.3.4.sslip.io", "a.example.com", "b.example.com"]
+    app.create(lambda repo: repo.mkdir(parents=True))
+    os.mkdir(os.path.join(settings.apps_dir, "not_an_app"))
+    assert list_apps(settings) == ["shop"]
+
+
+def test_lock_serializes_and_times_out(settings):
+    app = App(settings, "shop")
+    said = []
+    with app.lock():
+        with pytest.raises(LockTimeout):
+            with App(settings, "shop").lock(timeout=0.6, say=said.append):
+                pass
+    assert said and "waiting" in said[0]
+    order = []
+
+    def hold():
+        with app.lock():
+            order.append("first")
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    time.sleep(0.1)
+    with App(settings, "shop").lock(timeout=5):
+        order.append("second")
+    thread.join()
+    assert order == ["first", "second"]

@@ -17,7 +17,7 @@ HOSTILE = [
     "App",
     "1app",
     "a" * 31,
-    "аpp",  # Cyrillic a
+    "\u0430pp",  # Cyrillic a, a look-alike
     "app.",
     "app_1",
     "app'",

@@ -4,7 +4,10 @@ from provisioner.hostcmd import procfile
 
 
 def test_parse_procfile():
-    text = "# comment\nweb: gunicorn app:app --bind 0.0.0.0:$PORT\n\nworker: python worker.py\nrelease: python migrate.py\n"
+    text = (
+        "# comment\nweb: gunicorn app:app --bind 0.0.0.0:$PORT\n\n"
+        "worker: python worker.py\nrelease: python migrate.py\n"
+    )
     assert procfile.parse_procfile(text) == {
         "web": "gunicorn app:app --bind 0.0.0.0:$PORT",
         "worker": "python worker.py",

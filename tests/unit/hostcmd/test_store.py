@@ -48,10 +48,8 @@ def test_scale_domains_and_listing(settings):
 def test_lock_serializes_and_times_out(settings):
     app = App(settings, "shop")
     said = []
-    with app.lock():
-        with pytest.raises(LockTimeout):
-            with App(settings, "shop").lock(timeout=0.6, say=said.append):
-                pass
+    with app.lock(), pytest.raises(LockTimeout), App(settings, "shop").lock(timeout=0.6, say=said.append):
+        pass
     assert said and "waiting" in said[0]
     order = []
 

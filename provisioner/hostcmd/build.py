@@ -254,7 +254,7 @@ def build_buildpacks(
                 envdir,
                 settings,
                 name,
-                lambda line: say(line if line.startswith("-----> ") else f"       {line}"),
+                say,
             )
             if rc != 0:
                 raise BuildError(f"buildpack {pack.name} failed to compile the app", "\n".join(tail))

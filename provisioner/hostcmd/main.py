@@ -516,6 +516,8 @@ def dispatch(argv: list[str], settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1:
+        argv = sys.argv[1:]  # run by git (the hook) or by hand, not as the forced command
     if argv is None:
         original = os.environ.get("SSH_ORIGINAL_COMMAND")
         if original is not None:

@@ -6,6 +6,7 @@ import contextlib
 import shlex
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -151,6 +152,10 @@ def provisioned(boxes, test_ca) -> Provisioned:
     sudo_box = boxes.create("sudo")
     add_user(sudo_box, "ops", sudo=True)
     up_args = [root_box.name, f"ops@{sudo_box.name}", "--ca-cert", str(test_ca), "--forks", "2"]
+    # This machine's own extra CAs (e.g. a TLS-intercepting proxy's): builds on the hosts need them
+    # to reach PyPI and npm, exactly as a user behind such a proxy would pass them.
+    for local_ca in sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt")):
+        up_args += ["--ca-cert", str(local_ca)]
     first = run_cli("up", *up_args, "--json")
     assert first.rc == 0, f"first up failed:\n{first.stdout}\n{first.stderr}"
     return Provisioned(root_box, sudo_box, up_args, first)

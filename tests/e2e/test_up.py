@@ -106,7 +106,7 @@ def test_check_reports_drift_and_changes_nothing(provisioned, cli):
     drifted = '{"live-restore": false}\n'
     root_exec(box, f"printf '%s' '{drifted}' > /etc/docker/daemon.json")
     try:
-        check = cli("up", box.name, "--check", "--ca-cert", provisioned.up_args[3], "--json")
+        check = cli("up", box.name, "--check", *provisioned.up_args[2:], "--json")
         assert check.rc == 0, check.stderr
         report = check.json()
         assert report["check"] is True
@@ -116,6 +116,6 @@ def test_check_reports_drift_and_changes_nothing(provisioned, cli):
         assert '"live-restore": false' in diffs[0]["diff"] and '"live-restore": true' in diffs[0]["diff"]
         assert root_exec(box, "cat /etc/docker/daemon.json") == drifted  # untouched
     finally:
-        fixed = cli("up", box.name, "--ca-cert", provisioned.up_args[3], "--json")
+        fixed = cli("up", box.name, *provisioned.up_args[2:], "--json")
         assert fixed.rc == 0, fixed.stderr
     assert json.loads(root_exec(box, "cat /etc/docker/daemon.json"))["live-restore"] is True

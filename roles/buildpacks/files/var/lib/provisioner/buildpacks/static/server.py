@@ -18,8 +18,8 @@ ROOT = os.path.realpath(sys.argv[1] if len(sys.argv) > 1 else "/app")
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    server_version = "provisioner-static"
-    sys_version = ""
+    def version_string(self):
+        return "provisioner-static"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, directory=ROOT, **kwargs)

@@ -129,19 +129,10 @@ def test_push_with_custom_buildpack_from_git_url(host, dev, tmp_path):
     shutil.copytree(APPS / "buildpack", bp)
     dev.git(bp, "init", "-q", "-b", "main")
     dev.commit(bp, "buildpack")
-    subprocess.run(["tar", "-C", str(bp), "-cf", str(tmp_path / "bp.tar"), "."], check=True)
+    tar = subprocess.run(["tar", "-C", str(bp), "-cf", "-", "."], check=True, capture_output=True).stdout
     root_exec(host, "rm -rf /srv/buildpacks && mkdir -p /srv/buildpacks/hello.src")
-    subprocess.run(
-        [
-            *dev.env["GIT_SSH_COMMAND"].split(),
-            "-p",
-            str(host.ssh_port),
-            "root@127.0.0.1",
-            "tar -C /srv/buildpacks/hello.src -xf -",
-        ],
-        stdin=open(tmp_path / "bp.tar", "rb"),
-        check=True,
-    )
+    ssh = [*dev.env["GIT_SSH_COMMAND"].split(), "-p", str(host.ssh_port), "root@127.0.0.1"]
+    subprocess.run([*ssh, "tar -C /srv/buildpacks/hello.src -xf -"], input=tar, check=True)
     root_exec(
         host,
         "git clone -q --bare /srv/buildpacks/hello.src /srv/buildpacks/hello.git && "

@@ -261,9 +261,12 @@ def sandbox_destroy(names: tuple[str, ...]) -> None:
 
 @main.command()
 @click.option("--name", default="demo", show_default=True, help="Sandbox name.")
+@click.option("--app", default="hello", show_default=True, help="Name of the sample app to deploy.")
 @click.option("--fresh", is_flag=True, help="Destroy and recreate the sandbox first.")
-def demo(name: str, fresh: bool) -> None:
-    """The main job on the embedded default: create a sandbox host and provision it."""
+def demo(name: str, app: str, fresh: bool) -> None:
+    """The main job on the embedded default: a sandbox host, provisioned, with a sample app deployed."""
+    from . import deploy, paths
+
     started = time.monotonic()
     if fresh:
         sandbox.destroy(name)
@@ -271,25 +274,33 @@ def demo(name: str, fresh: bool) -> None:
         box = sandbox.get(name)
         if box.status != "running":
             raise UsageError(f"sandbox {name!r} is {box.status}", fix="run 'provisioner demo --fresh'")
-        err.print(f"using sandbox {name} ({box.ssh})")
+        err.print(f"using sandbox {name} ({box.ssh})", highlight=False)
     except UsageError as exc:
         if "no sandbox" not in exc.problem:
             raise
         box = sandbox.create(name, say=lambda msg: err.print(msg, highlight=False))
-        err.print(f"sandbox {name} is up ({box.ssh})")
+        err.print(f"sandbox {name} is up ({box.ssh})", highlight=False)
+    # A sandbox runs on this machine, so it trusts the extra CAs this machine trusts (proxies).
+    local_cas = [str(p) for p in sorted(paths.local_ca_certificates())]
     progress = ReportingProgress(LineReporter(err))
-    result = api.up([name], api.UpOptions(), progress=progress)
+    result = api.up([name], api.UpOptions(ca_certs=local_cas), progress=progress)
     report_up(result, as_json=False)
     if not result.ok:
         sys.exit(1)
-    out.print(
-        f"\n[bold green]{name} is provisioned[/] in {time.monotonic() - started:.0f} s.", highlight=False
+    host = api.resolve_hosts([name])[0]
+    err.print(f"deploying the sample app {app!r} with git push", highlight=False)
+    deploy.push_directory(
+        host, app, deploy.SAMPLES / "hello", lambda line: err.print(line, highlight=False, markup=False)
     )
+    domain = f"{app}.127.0.0.1.sslip.io"
+    answered = deploy.wait_for_app(box.http, domain)
+    out.print(f"\n[bold green]{app} is live[/] {answered - started:.0f} s after the start of this command.")
     out.print(
-        f"  shell:  provisioner sandbox ssh {name}"
-        f"   (or: ssh -p {box.ssh_port} -i {box.identity} root@127.0.0.1)"
+        f"  url:    http://{domain}   (on this machine: curl -H 'Host: {domain}' {box.http}/)",
+        highlight=False,
     )
-    out.print(f"  http:   {box.http}   (answers 404 for any unknown Host until an app is deployed)")
+    out.print(f"  deploy: git push ssh://deploy@127.0.0.1:{box.ssh_port}/APP main", highlight=False)
+    out.print(f"  shell:  provisioner sandbox ssh {name}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

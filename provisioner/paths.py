@@ -49,3 +49,9 @@ def playbook(name: str = "site.yml") -> Path:
 
 def roles_path() -> Path:
     return ansible_dir() / "roles"
+
+
+def local_ca_certificates() -> list[Path]:
+    """Extra CAs this machine trusts beyond the distro's (Debian/Ubuntu: /usr/local/share/ca-certificates)."""
+    root = Path("/usr/local/share/ca-certificates")
+    return sorted(root.glob("**/*.crt")) if root.is_dir() else []

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,11 +27,18 @@ server {{
     server_name {server_names};
     client_max_body_size 100m;
 
+    # Lets the host program see when a reload is live in every worker (its token changes per vhost).
+    location = {probe} {{
+        default_type text/plain;
+        return 200 "{token}";
+    }}
+
     location / {{
 {location}
     }}
 }}
 """
+PROBE = "/.well-known/provisioner/vhost"
 PROXY = """\
         proxy_pass http://provisioner-app-{app};
         proxy_http_version 1.1;
@@ -60,7 +72,41 @@ def render(app: str, domains: Iterable[str], ports: Iterable[int]) -> str:
     else:
         servers = "    server 127.0.0.1:9 down;"
         location = NO_WEB.format(app=app)
-    return VHOST.format(app=app, servers=servers, server_names=" ".join(server_names), location=location)
+    token = hashlib.sha256(f"{app} {server_names} {ports}".encode()).hexdigest()[:16]
+    return VHOST.format(
+        app=app,
+        servers=servers,
+        server_names=" ".join(server_names),
+        location=location,
+        probe=PROBE,
+        token=token,
+    )
+
+
+def token_of(text: str) -> tuple[str, str] | None:
+    """(first server name, token) of a rendered vhost."""
+    names_match = re.search(r"^\s*server_name ([^ ;]+)", text, re.M)
+    token_match = re.search(r'return 200 "([0-9a-f]{16})";', text)
+    return (names_match.group(1), token_match.group(1)) if names_match and token_match else None
+
+
+def wait_live(text: str, timeout: float = 10) -> bool:
+    """After a reload nginx's old workers may still answer for a moment: wait until the new vhost does."""
+    found = token_of(text)
+    if not found:
+        return True
+    server_name, token = found
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"http://127.0.0.1{PROBE}", headers={"Host": server_name})
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310 - this host's own nginx
+                if resp.read().decode().strip() == token:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return False
 
 
 def _nginx(*args: str) -> list[str]:
@@ -108,3 +154,5 @@ def apply(directory: Path, app: str, text: str | None) -> None:
             path.write_text(old)
         raise NginxError(f"nginx refused the new configuration of {app} (kept the old one): {error}")
     reload()
+    if text is not None and not wait_live(text):
+        raise NginxError(f"nginx did not start serving the new configuration of {app} within 10 s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import subprocess
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ class Boxes:
         return sandbox.create(name, cli=self.client)
 
     def cleanup(self) -> None:
+        if os.environ.get("PROVISIONER_KEEP_SANDBOXES"):
+            return  # for debugging a failed run: `provisioner sandbox ssh e2e-root`
         for name in self.names:
             with contextlib.suppress(Exception):
                 sandbox.destroy(name, self.client)

@@ -101,7 +101,7 @@ def test_push_python_app(host, dev):
     pushed_ok(result, "py")
     assert "Python" in result.stderr and "gunicorn" in result.stderr  # the build log reached the pusher
     status, body = get(host, app_host("py"))
-    assert status == 200 and body.startswith("python v1 greeting= ")
+    assert status == 200 and body.startswith("python v1 greeting= "), (status, body, result.stderr)
 
 
 def test_push_node_app(host, dev):

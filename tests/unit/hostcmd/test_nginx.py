@@ -40,6 +40,7 @@ def test_apply_keeps_old_vhost_when_nginx_refuses(tmp_path, monkeypatch):
 
 def test_apply_writes_and_reloads(tmp_path, monkeypatch):
     monkeypatch.setattr(nginx, "check_config", lambda: None)
+    monkeypatch.setattr(nginx, "wait_live", lambda text: True)
     reloaded = []
     monkeypatch.setattr(nginx, "reload", lambda: reloaded.append(1))
     nginx.apply(tmp_path, "shop", "new")
@@ -47,3 +48,11 @@ def test_apply_writes_and_reloads(tmp_path, monkeypatch):
     assert (tmp_path / "shop.conf").read_text() == "new" and reloaded == [1]
     nginx.apply(tmp_path, "shop", None)
     assert not (tmp_path / "shop.conf").exists() and reloaded == [1, 1]
+
+
+def test_each_vhost_carries_a_token_to_see_it_live():
+    one = nginx.render("shop", ["shop.example.com"], [41001])
+    two = nginx.render("shop", ["shop.example.com"], [41002])
+    assert nginx.token_of(one)[0] == "shop.example.com"
+    assert nginx.token_of(one)[1] != nginx.token_of(two)[1]
+    assert f"location = {nginx.PROBE}" in one

@@ -1,0 +1,135 @@
+"""Release orchestration against a fake scheduler: what starts, what stops, what is kept on failure."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from provisioner.hostcmd import release
+from provisioner.hostcmd.scheduler import Instance, LocalDocker, ProcessSpec, memory_bytes
+from provisioner.hostcmd.settings import Settings
+from provisioner.hostcmd.store import App
+
+
+@dataclass
+class FakeScheduler:
+    running: list[Instance] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    crash: set[str] = field(default_factory=set)
+    release_rc: int = 0
+    specs: list[ProcessSpec] = field(default_factory=list)
+    counter: int = 0
+
+    def start(self, spec):
+        self.counter += 1
+        self.specs.append(spec)
+        inst = Instance(
+            f"{spec.app}.{spec.process}.{spec.index}.v{spec.version}-{self.counter}",
+            spec.app,
+            spec.process,
+            spec.index,
+            spec.version,
+            "running",
+            40000 + self.counter if spec.port else None,
+        )
+        self.running.append(inst)
+        return inst
+
+    def stop(self, inst, grace=10):
+        self.stopped.append(inst.name)
+        self.running = [i for i in self.running if i.name != inst.name]
+
+    def instances(self, app):
+        return [i for i in self.running if i.app == app]
+
+    def alive(self, inst):
+        return inst.process not in self.crash
+
+    def run_once(self, spec, timeout=600):
+        self.specs.append(spec)
+        return self.release_rc, "migrating\nboom" if self.release_rc else "migrated"
+
+    def log_tail(self, inst, lines=20):
+        return "Traceback: crashed"
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    settings = Settings(apps_dir=str(tmp_path / "apps"), domain="example.test", retire_grace=0)
+    a = App(settings, "shop")
+    a.create(lambda repo: repo.mkdir(parents=True))
+    a.set_config({"GREETING": "hi\nthere $(x)"})
+    applied = []
+    monkeypatch.setattr(release.nginx, "apply", lambda d, name, text: applied.append(text))
+    monkeypatch.setattr(release, "http_ok", lambda port, path: (True, "HTTP 200"))
+    monkeypatch.setattr(release.time, "sleep", lambda s: None)
+    a.applied = applied
+    return a
+
+
+def make(app, **changes):
+    rel = release.new_release(
+        app,
+        image="provisioner-app/shop:v1",
+        processes={"web": "gunicorn app:app", "worker": "celery"},
+        release_command=None,
+        health=release.HealthCheck(),
+        port=None,
+        commit="a" * 40,
+        description="deploy",
+        kind="buildpacks",
+    )
+    rel.update(changes)
+    return rel
+
+
+def test_activate_starts_scale_switches_and_retires(app):
+    sched = FakeScheduler()
+    old = sched.start(ProcessSpec("shop", "web", 1, 0, "old", None, port=5000))
+    app.set_scale({"web": 2, "worker": 1})
+    started = release.activate(app, make(app), lambda _m: None, sched)
+    assert sorted((i.process, i.index) for i in started) == [("web", 1), ("web", 2), ("worker", 1)]
+    assert sched.stopped == [old.name]
+    assert "127.0.0.1:40002" in app.applied[-1] and "127.0.0.1:40003" in app.applied[-1]
+    web_spec = next(s for s in sched.specs if s.process == "web" and s.version == 1)
+    assert web_spec.env["GREETING"] == "hi\nthere $(x)" and web_spec.port == 5000
+    assert next(s for s in sched.specs if s.process == "worker").port is None
+
+
+def test_crash_on_start_keeps_the_old_release(app):
+    sched = FakeScheduler(crash={"web"})
+    old = sched.start(ProcessSpec("shop", "web", 1, 0, "old", None, port=5000))
+    with pytest.raises(release.ReleaseError, match="exited during its health check") as info:
+        release.activate(app, make(app), lambda _m: None, sched)
+    assert "Traceback" in info.value.tail
+    assert [i.name for i in sched.running] == [old.name] and app.applied == []
+
+
+def test_failing_release_command_aborts_before_starting(app):
+    sched = FakeScheduler(release_rc=3)
+    with pytest.raises(release.ReleaseError, match="release command failed"):
+        release.activate(app, make(app, release_command="./migrate"), lambda _m: None, sched)
+    assert sched.running == [] and app.applied == []
+
+
+def test_no_web_process_is_refused(app):
+    with pytest.raises(release.ReleaseError, match="no 'web' process"):
+        release.activate(app, make(app, processes={"worker": "x"}), lambda _m: None, FakeScheduler())
+
+
+def test_container_body_passes_config_without_a_shell(monkeypatch):
+    monkeypatch.setattr(LocalDocker, "_launcher", staticmethod(lambda image: True))
+    monkeypatch.setattr("provisioner.hostcmd.scheduler.free_port", lambda: 41234)
+    spec = ProcessSpec("shop", "web", 1, 3, "img", "gunicorn app:app", {"A": "x\ny'\"$(id)"}, 5000, "256m")
+    body = LocalDocker()._body(spec)
+    assert body["Env"] == ["A=x\ny'\"$(id)", "PORT=5000"]
+    assert body["Cmd"] == ["gunicorn app:app"]
+    assert body["HostConfig"]["RestartPolicy"] == {"Name": "unless-stopped"}
+    assert body["HostConfig"]["Memory"] == 256 * 1024**2
+    assert body["HostConfig"]["PortBindings"] == {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41234"}]}
+    assert body["Labels"]["io.provisioner.app"] == "shop"
+
+
+def test_memory_limits():
+    assert memory_bytes("1g") == 1024**3 and memory_bytes("512m") == 512 * 1024**2
+    with pytest.raises(ValueError):
+        memory_bytes("lots")

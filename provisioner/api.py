@@ -66,6 +66,7 @@ class UpOptions:
     pip_index_url: str | None = None
     extra_vars: list[str] = field(default_factory=list)
     deploy_keys: list[str] = field(default_factory=list)
+    verify: bool = True
 
 
 @dataclass
@@ -76,6 +77,7 @@ class UpResult:
     check: bool
     changes: list[runner.Change]
     artifacts: str
+    verify: Any = None  # verify.run.VerifyResult when checks ran after provisioning
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -92,6 +94,8 @@ class UpResult:
             },
             "seconds": round(self.seconds, 1),
         }
+        if self.verify is not None:
+            data["verify"] = self.verify.as_dict()
         if self.check:
             data["check"] = True
             data["changes"] = [{"host": c.host, "task": c.task, "diff": c.diff} for c in self.changes]
@@ -139,11 +143,56 @@ def up(
         progress=progress,
         host_names=[h.name for h in hosts],
     )
+    checked = None
+    if options.verify and not options.check and result.ok:
+        checked = verify(hosts, VerifyOptions(ca_certs=options.ca_certs), options.forks)
     return UpResult(
         hosts=result.progress.hosts,
         seconds=time.monotonic() - started,
-        ok=result.ok,
+        ok=result.ok and (checked is None or checked.ok),
+        verify=checked,
         check=options.check,
         changes=result.progress.changes,
         artifacts=str(result.private_data_dir),
     )
+
+
+@dataclass
+class VerifyOptions:
+    only: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    disk_min: float = 5.0
+    disk_warn: float = 15.0
+    ca_certs: list[str] = field(default_factory=list)
+
+
+def verify(hosts: list[Host], options: VerifyOptions, forks: int = 5) -> Any:
+    """Run the shipped testinfra suite against hosts; returns a verify.run.VerifyResult."""
+    from .verify import run
+
+    return run.run_checks(
+        hosts,
+        only=options.only,
+        skip=options.skip,
+        disk_min=options.disk_min,
+        disk_warn=options.disk_warn,
+        ca_files=options.ca_certs,
+        forks=forks,
+    )
+
+
+def verify_targets(
+    targets: Iterable[str],
+    options: VerifyOptions,
+    *,
+    identity: str | None = None,
+    inventory: str | None = None,
+    limit: str | None = None,
+    forks: int = 5,
+) -> Any:
+    hosts = resolve_hosts(targets, identity=identity, inventory=inventory, limit=limit)
+    from .verify import run
+
+    run.select(options.only, options.skip)  # bad names fail before any connection
+    preflight.check_reachable(hosts, forks=forks, known_hosts=paths.known_hosts())
+    return verify(hosts, options, forks)

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -157,6 +158,7 @@ def with_up_options(func: F) -> F:
     help="Public key allowed to git push and run app commands (default: the connecting identity's .pub).",
 )
 @click.option("-e", "--extra-var", "extra_vars", multiple=True, help="Role variable NAME=VALUE; repeatable.")
+@click.option("--verify/--no-verify", default=True, help="Run `provisioner verify` on the hosts afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def up(targets: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:
     """Provision TARGETS ([user@]host[:port] or sandbox names) with Docker, nginx and git.
@@ -188,16 +190,110 @@ def report_up(result: api.UpResult, as_json: bool) -> None:
                 out.print(f"[bold]{escape(change.host)}: {escape(change.task)}[/]")
                 out.print(change.diff, markup=False, highlight=False)
             out.print(f"check mode: {len(result.changes)} change(s) would be made; nothing was changed")
+    if result.verify is not None and not as_json:
+        render_verify(result.verify)
     for name, hp in sorted(result.hosts.items()):
         if hp.error:
             err.print(f"[bold red]error:[/] {escape(name)}: {escape(hp.error)}", highlight=False)
-    if not result.ok and not any(hp.error for hp in result.hosts.values()):
+    if result.verify is not None:
+        for line in verify_failures(result.verify):
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+    if not result.ok and not any(hp.error for hp in result.hosts.values()) and result.verify is None:
         err.print(
             f"[bold red]error:[/] the Ansible run failed; its output is in {result.artifacts}",
             highlight=False,
         )
     elif not as_json:
         err.print(f"artifacts: {result.artifacts}", highlight=False)
+
+
+# --- verify -----------------------------------------------------------------------------------------
+
+
+def render_verify(result: Any) -> None:
+    for name, report in sorted(result.hosts.items()):
+        table = Table(title=f"verify {name}", title_justify="left")
+        table.add_column("check")
+        table.add_column("result")
+        table.add_column("detail")
+        for r in report.results:
+            style = {"passed": "green", "failed": "bold red", "skipped": "yellow"}[r.outcome]
+            table.add_row(r.title, f"[{style}]{r.outcome}[/]", escape(r.detail))
+        out.print(table)
+    totals = result.totals()
+    out.print(
+        f"{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped", highlight=False
+    )
+
+
+def verify_failures(result: Any) -> list[str]:
+    return [
+        f"{name}: check '{r.check}' failed: {r.detail}"
+        for name, report in sorted(result.hosts.items())
+        for r in report.results
+        if r.outcome == "failed"
+    ]
+
+
+@main.command()
+@click.argument("targets", nargs=-1)
+@with_up_options
+@click.option("--only", multiple=True, help="Run only this check (repeatable); names: see --list.")
+@click.option("--skip", multiple=True, help="Skip this check (repeatable).")
+@click.option(
+    "--disk-min", type=float, default=5.0, show_default=True, help="Fail below this % of free disk."
+)
+@click.option(
+    "--disk-warn", type=float, default=15.0, show_default=True, help="Warn below this % of free disk."
+)
+@click.option(
+    "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="A CA the hosts must trust."
+)
+@click.option(
+    "--json", "json_file", type=click.Path(dir_okay=False), help="Write the results as JSON to FILE."
+)
+@click.option(
+    "--junit", "junit_file", type=click.Path(dir_okay=False), help="Write a JUnit XML report to FILE."
+)
+@click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
+def verify(
+    targets: tuple[str, ...],
+    identity: str | None,
+    inventory: str | None,
+    limit: str | None,
+    forks: int,
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    disk_min: float,
+    disk_warn: float,
+    ca_certs: tuple[str, ...],
+    json_file: str | None,
+    junit_file: str | None,
+    list_checks: bool,
+) -> None:
+    """Prove TARGETS are what `up` makes: run the shipped testinfra checks over SSH.
+
+    Exits 0 only if every check passed on every host.
+    """
+    from .verify import checks
+
+    if list_checks:
+        for check, title in checks.TITLES.items():
+            out.print(f"{check:24} {title}", highlight=False)
+        return
+    options = api.VerifyOptions(list(only), list(skip), disk_min, disk_warn, list(ca_certs))
+    result = api.verify_targets(
+        targets, options, identity=identity, inventory=inventory, limit=limit, forks=forks
+    )
+    render_verify(result)
+    if json_file:
+        Path(json_file).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    if junit_file:
+        Path(junit_file).write_text(result.junit_xml)
+    for line in verify_failures(result):
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+    if not result.ok:
+        sys.exit(1)
 
 
 # --- sandbox ----------------------------------------------------------------------------------------

@@ -229,3 +229,24 @@ def check_all(
     if errors:
         raise HostErrors(errors)
     return results
+
+
+def check_reachable(hosts: Iterable[Host], *, forks: int = 5, known_hosts: Path | None = None) -> None:
+    """Only the connection part of pre-flight (for verify: any OS may be reported on)."""
+    hosts = list(hosts)
+    errors: list[ProvisionerError] = []
+
+    def one(host: Host) -> None:
+        if host.identity and not os.path.isfile(host.identity):
+            raise UsageError(f"identity file {host.identity!r} does not exist", host=host.name)
+        gather(host, known_hosts)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts) or 1))) as pool:
+        futures = [(h, pool.submit(one, h)) for h in hosts]
+        for _host, future in futures:
+            try:
+                future.result()
+            except ProvisionerError as exc:
+                errors.append(exc)
+    if errors:
+        raise HostErrors(errors)

@@ -1,0 +1,236 @@
+"""The checks `provisioner verify` runs on each host (testinfra's `host` fixture, over SSH).
+
+Each check tests one thing a person would check by hand. A check whose prerequisite is missing (no nginx,
+no Docker) is skipped with the reason, so a broken host fails exactly the checks that name what is broken.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+DEPLOY_JSON = "/etc/provisioner/deploy.json"
+HOST_PROGRAM = "/usr/local/bin/provisioner-host"
+FORCED = f'restrict,command="{HOST_PROGRAM}" '
+UNKNOWN_HOST = "verify-unknown-host.invalid"
+
+TITLES = {
+    "docker_running": "docker running and enabled",
+    "nginx_running": "nginx running and enabled",
+    "sshd_running": "sshd running and enabled",
+    "nginx_config_valid": "nginx -t passes",
+    "ports_listening": "ports 22 and 80 listening",
+    "default_server_404": "unknown Host gets 404",
+    "docker_daemon_settings": "daemon.json settings in force",
+    "deploy_user": "deploy user exists without password",
+    "deploy_keys_restricted": "deploy keys carry the forced command",
+    "host_program": "host program and hooks installed",
+    "stack_images": "stack images present",
+    "extra_ca_trusted": "extra CAs trusted",
+    "disk_free": "free disk",
+    "apps_serving": "deployed apps serving",
+}
+
+
+def settings(host: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "apps_dir": "/var/lib/provisioner/apps",
+        "nginx_apps_dir": "/var/lib/provisioner/nginx",
+        "run_image": "provisioner/stack-run:bookworm",
+        "build_image": "provisioner/stack-build:bookworm",
+        "user": "deploy",
+        "domain": "",
+    }
+    for path in ("/etc/provisioner/host.json", DEPLOY_JSON):
+        f = host.file(path)
+        if f.exists:
+            data.update(json.loads(f.content_string))
+    return data
+
+
+def service_up(host: Any, name: str) -> bool:
+    return bool(host.service(name).is_running)
+
+
+def need(host: Any, *services: str) -> None:
+    for name in services:
+        if not host.exists(name if name != "docker" else "dockerd") or not service_up(host, name):
+            pytest.skip(f"needs {name}, which is not running")
+
+
+def status_code(host: Any, host_header: str, path: str = "/") -> str:
+    cmd = host.run(
+        "curl -s -o /dev/null -m 10 -w '%%{http_code}' -H %s http://127.0.0.1%s",
+        f"Host: {host_header}",
+        path,
+    )
+    return str(cmd.stdout.strip() or "no answer")
+
+
+def test_docker_running(host: Any) -> None:
+    assert host.exists("dockerd"), "Docker is not installed"
+    svc = host.service("docker")
+    assert svc.is_running, "docker is not running"
+    assert svc.is_enabled, "docker is not enabled at boot"
+
+
+def test_nginx_running(host: Any) -> None:
+    assert host.exists("nginx"), "nginx is not installed"
+    svc = host.service("nginx")
+    assert svc.is_running, "nginx is not running"
+    assert svc.is_enabled, "nginx is not enabled at boot"
+
+
+def test_sshd_running(host: Any) -> None:
+    svc = host.service("ssh")
+    assert svc.is_running or host.service("ssh.socket").is_running, "sshd is not running"
+    assert svc.is_enabled or host.service("ssh.socket").is_enabled, "sshd is not enabled at boot"
+
+
+def test_nginx_config_valid(host: Any) -> None:
+    if not host.exists("nginx"):
+        pytest.skip("needs nginx, which is not installed")
+    cmd = host.run("nginx -t")
+    assert cmd.rc == 0, f"nginx -t: {cmd.stderr.strip().splitlines()[-1:]}"
+
+
+def test_ports_listening(host: Any) -> None:
+    missing = [
+        str(p)
+        for p in (22, 80)
+        if not host.socket(f"tcp://0.0.0.0:{p}").is_listening
+        and not host.socket(f"tcp://:::{p}").is_listening
+    ]
+    if missing == ["80"] and not service_up(host, "nginx"):
+        pytest.skip("needs nginx, which is not running")
+    assert not missing, f"not listening: {', '.join(missing)}"
+
+
+def test_default_server_404(host: Any) -> None:
+    need(host, "nginx")
+    code = status_code(host, UNKNOWN_HOST)
+    assert code == "404", f"an unknown Host got {code}, not 404"
+
+
+def test_docker_daemon_settings(host: Any) -> None:
+    need(host, "docker")
+    f = host.file("/etc/docker/daemon.json")
+    assert f.exists, "/etc/docker/daemon.json is missing"
+    config = json.loads(f.content_string)
+    info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+    wrong = []
+    if config.get("live-restore", False) != info.get("LiveRestoreEnabled"):
+        wrong.append(
+            f"live-restore {info.get('LiveRestoreEnabled')} (daemon.json: {config.get('live-restore')})"
+        )
+    if config.get("log-driver", "json-file") != info.get("LoggingDriver"):
+        wrong.append(f"log driver {info.get('LoggingDriver')}")
+    if not config.get("log-opts", {}).get("max-size"):
+        wrong.append("no log rotation (log-opts max-size)")
+    for opt in config.get("exec-opts", []):
+        if opt.startswith("native.cgroupdriver=") and opt.split("=", 1)[1] != info.get("CgroupDriver"):
+            wrong.append(f"cgroup driver {info.get('CgroupDriver')}")
+    assert not wrong, "; ".join(wrong)
+
+
+def test_deploy_user(host: Any) -> None:
+    user = settings(host)["user"]
+    assert host.user(user).exists, f"user {user} does not exist"
+    shadow = host.check_output("getent shadow %s | cut -d: -f2", user)
+    assert shadow in ("*", "!", "!!", "!*") or shadow.startswith("!"), f"{user} has a password"
+
+
+def test_deploy_keys_restricted(host: Any) -> None:
+    user = settings(host)["user"]
+    if not host.user(user).exists:
+        pytest.skip(f"needs user {user}")
+    f = host.file(f"{host.user(user).home}/.ssh/authorized_keys")
+    if not f.exists:
+        return
+    bad = [
+        line[:60]
+        for line in f.content_string.splitlines()
+        if line.strip() and not line.startswith("#") and not line.startswith(FORCED)
+    ]
+    assert not bad, f"{len(bad)} key(s) without the forced command: {bad[0]}"
+    assert f.user == "root" and not f.mode & 0o022, (
+        "authorized_keys must belong to root and not be writable by others"
+    )
+
+
+def test_host_program(host: Any) -> None:
+    f = host.file(HOST_PROGRAM)
+    assert f.exists and f.mode & 0o111, f"{HOST_PROGRAM} is missing or not executable"
+    data = settings(host)
+    hooks = host.run("ls -d %s/*/repo.git/hooks 2>/dev/null", data["apps_dir"]).stdout.split()
+    broken = [h for h in hooks if not host.file(f"{h}/pre-receive").mode & 0o111]
+    assert not broken, f"pre-receive hook missing or not executable in {broken[0]}"
+
+
+def test_stack_images(host: Any) -> None:
+    need(host, "docker")
+    data = settings(host)
+    missing = [
+        img
+        for img in (data["run_image"], data["build_image"])
+        if host.run("docker image inspect %s", img).rc != 0
+    ]
+    assert not missing, f"missing: {', '.join(missing)}"
+
+
+def test_extra_ca_trusted(host: Any, options: Any) -> None:
+    bundle = host.file("/etc/ssl/certs/ca-certificates.crt").content_string
+    wanted = [open(p).read() for p in options.ca_pem]  # noqa: SIM115 - small local files
+    installed = host.run("cat /usr/local/share/ca-certificates/provisioner-*.crt 2>/dev/null").stdout
+    certs = re.findall(
+        r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", "\n".join(wanted) + installed, re.S
+    )
+    untrusted = [c for c in certs if c not in bundle]
+    assert not untrusted, f"{len(untrusted)} extra CA certificate(s) not in the trust store"
+
+
+def test_disk_free(host: Any, options: Any, record_property: Any) -> None:
+    line = host.check_output("df -P /var/lib | tail -1")
+    fields = line.split()
+    total, avail = int(fields[1]), int(fields[3])
+    pct = 100.0 * avail / total if total else 0.0
+    detail = f"{pct:.0f}% free ({avail // 1024} MB) under /var/lib"
+    assert pct >= options.disk_min, f"only {detail}, below {options.disk_min:g}%"
+    if pct < options.disk_warn:
+        record_property("warning", f"{detail}, below {options.disk_warn:g}%")
+
+
+def test_apps_serving(host: Any) -> None:
+    need(host, "docker", "nginx")
+    data = settings(host)
+    apps = host.run("ls %s 2>/dev/null", data["apps_dir"]).stdout.split()
+    problems = []
+    for app in apps:
+        current = host.file(f"{data['apps_dir']}/{app}/current.json")
+        if not current.exists:
+            continue  # created, never deployed
+        release = json.loads(current.content_string)
+        scale = host.file(f"{data['apps_dir']}/{app}/scale.json")
+        web = json.loads(scale.content_string).get("web", 1) if scale.exists else 1
+        running = host.run(
+            "docker ps -q --filter label=io.provisioner.app=%s --filter label=io.provisioner.process=web "
+            "--filter label=io.provisioner.release=%s --filter status=running",
+            app,
+            str(release["version"]),
+        ).stdout.split()
+        if len(running) < web:
+            problems.append(f"{app}: {len(running)} of {web} web containers running")
+            continue
+        if web == 0:
+            continue
+        if not host.file(f"{data['nginx_apps_dir']}/{app}.conf").exists:
+            problems.append(f"{app}: no vhost")
+            continue
+        domain = f"{app}.{data['domain']}"
+        code = status_code(host, domain)
+        if not code.isdigit() or not 200 <= int(code) < 400:
+            problems.append(f"{app}: GET http://{domain}/ gave {code}")
+    assert not problems, "; ".join(problems)

@@ -90,13 +90,31 @@ def token_of(text: str) -> tuple[str, str] | None:
     return (names_match.group(1), token_match.group(1)) if names_match and token_match else None
 
 
-def wait_live(text: str, timeout: float = 10) -> bool:
-    """After a reload nginx's old workers may still answer for a moment: wait until the new vhost does."""
-    found = token_of(text)
-    if not found:
-        return True
-    server_name, token = found
+def accepting_workers() -> set[int]:
+    """PIDs of nginx workers that accept connections (not the old ones shutting down after a reload)."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"nginx: worker process") and b"shutting down" not in cmdline:
+            pids.add(int(proc.name))
+    return pids
+
+
+def wait_live(text: str | None, old_workers: set[int], timeout: float = 10) -> bool:
+    """After a reload, nginx's old workers may still accept for a moment: wait until none of them does
+    and the new vhost answers."""
     deadline = time.monotonic() + timeout
+    while accepting_workers() & old_workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = token_of(text) if text else None
+    if not found:
+        return time.monotonic() < deadline
+    server_name, token = found
     while time.monotonic() < deadline:
         req = urllib.request.Request(f"http://127.0.0.1{PROBE}", headers={"Host": server_name})
         try:
@@ -153,6 +171,7 @@ def apply(directory: Path, app: str, text: str | None) -> None:
         else:
             path.write_text(old)
         raise NginxError(f"nginx refused the new configuration of {app} (kept the old one): {error}")
+    old_workers = accepting_workers()
     reload()
-    if text is not None and not wait_live(text):
+    if not wait_live(text, old_workers):
         raise NginxError(f"nginx did not start serving the new configuration of {app} within 10 s")

@@ -40,7 +40,7 @@ def test_apply_keeps_old_vhost_when_nginx_refuses(tmp_path, monkeypatch):
 
 def test_apply_writes_and_reloads(tmp_path, monkeypatch):
     monkeypatch.setattr(nginx, "check_config", lambda: None)
-    monkeypatch.setattr(nginx, "wait_live", lambda text: True)
+    monkeypatch.setattr(nginx, "wait_live", lambda text, old: True)
     reloaded = []
     monkeypatch.setattr(nginx, "reload", lambda: reloaded.append(1))
     nginx.apply(tmp_path, "shop", "new")

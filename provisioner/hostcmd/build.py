@@ -126,9 +126,15 @@ def fetch_buildpack(url: str, cache: Path, say: Say) -> Path:
     cmd = ["git", "clone", "--quiet", "--depth", "1"]
     if ref:
         cmd += ["--branch", ref]
-    proc = subprocess.run([*cmd, "--", repo_url, str(dest)], capture_output=True, text=True, check=False)
+    # Inside the pre-receive hook git's quarantine variables are set; a clone of another repository must not
+    # see them ("ref updates forbidden inside quarantine environment").
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    proc = subprocess.run(
+        [*cmd, "--", repo_url, str(dest)], capture_output=True, text=True, check=False, env=env
+    )
     if proc.returncode != 0:
-        raise BuildError(f"could not fetch buildpack {url}: {proc.stderr.strip().splitlines()[-1:] or ''}")
+        reason = (proc.stderr.strip().splitlines() or ["git clone failed"])[-1]
+        raise BuildError(f"could not fetch buildpack {url}: {reason}")
     for script in ("detect", "compile", "release"):
         path = dest / "bin" / script
         if path.exists():

@@ -55,6 +55,10 @@ def cli():
 @pytest.fixture(scope="session", autouse=True)
 def provisioner_home(tmp_path_factory):
     """Keys and run artifacts of the test session live apart from the user's own."""
-    home = tmp_path_factory.mktemp("provisioner-home")
+    if os.environ.get("PROVISIONER_REUSE_SANDBOXES"):
+        home = Path("/var/tmp/provisioner-e2e-home")  # stable: reused sandboxes keep working keys
+        home.mkdir(parents=True, exist_ok=True)
+    else:
+        home = tmp_path_factory.mktemp("provisioner-home")
     os.environ["PROVISIONER_HOME"] = str(home)
     return home

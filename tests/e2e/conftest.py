@@ -83,7 +83,7 @@ def root_exec(box: sandbox.Sandbox, script: str, check: bool = True) -> str:
 
 def add_user(box: sandbox.Sandbox, user: str, *, sudo: bool) -> None:
     """A login user with the sandbox key, with or without passwordless sudo."""
-    pub = sandbox.public_key(sandbox.ensure_key())
+    pub = Path(box.identity + ".pub").read_text().strip()  # the key this sandbox was made with
     script = (
         f"id {user} >/dev/null 2>&1 || useradd -m -s /bin/bash {user}; "
         f"install -d -m 700 -o {user} -g {user} /home/{user}/.ssh; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import threading
@@ -54,16 +55,12 @@ class Deployer:
         self.git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
 
     def push(self, repo: Path, app: str, ref: str = "main") -> subprocess.CompletedProcess[str]:
-        return self.git(repo, "push", f"{self.url}/{app}", ref, check=False)
+        return self.git(repo, "push", "--force", f"{self.url}/{app}", ref, check=False)
 
     def ssh(self, *command: str) -> subprocess.CompletedProcess[str]:
-        argv = [
-            *self.env["GIT_SSH_COMMAND"].split(),
-            "-p",
-            str(self.box.ssh_port),
-            "deploy@127.0.0.1",
-            *command,
-        ]
+        # ssh sends one command string: quote each word as a user would in a shell
+        argv = [*self.env["GIT_SSH_COMMAND"].split(), "-p", str(self.box.ssh_port), "deploy@127.0.0.1"]
+        argv += [shlex.join(command)] if command else []
         return subprocess.run(argv, capture_output=True, text=True, timeout=600)
 
 
@@ -138,7 +135,8 @@ def test_push_with_custom_buildpack_from_git_url(host, dev, tmp_path):
         "git clone -q --bare /srv/buildpacks/hello.src /srv/buildpacks/hello.git && "
         "chown -R deploy: /srv/buildpacks/hello.git",
     )
-    assert dev.ssh("apps:create", "custom").returncode == 0
+    if "custom" not in dev.ssh("apps:list").stdout.split():
+        assert dev.ssh("apps:create", "custom").returncode == 0
     set_url = dev.ssh(
         "config:set", "custom", "BUILDPACK_URL=file:///srv/buildpacks/hello.git", "--no-restart"
     )

@@ -31,17 +31,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--name", default="bench")
+    parser.add_argument("--tags", default="", help="only these roles, e.g. base,docker,nginx,git")
     args = parser.parse_args()
     cold, noop, changed = [], [], []
+    # --no-verify: these figures are about provisioning itself (verify is timed by its own tests).
+    tags = ["--no-verify", *(["--tags", args.tags] if args.tags else [])]
+    print(f"playbook: {'roles ' + args.tags if args.tags else 'all roles'}", flush=True)
     sandbox.ensure_base_image(sandbox.client())  # built once per machine: outside the timing
     for run in range(1, args.runs + 1):
         cli("sandbox", "destroy", args.name, check=False)
         started = time.monotonic()
         cli("sandbox", "create", args.name, "--json")
-        cli("up", args.name, "--json")
+        cli("up", args.name, "--json", *tags)
         cold.append(time.monotonic() - started)
         started = time.monotonic()
-        report = json.loads(cli("up", args.name, "--json").stdout)
+        report = json.loads(cli("up", args.name, "--json", *tags).stdout)
         noop.append(time.monotonic() - started)
         changed.append(report["hosts"][args.name]["changed"])
         print(f"run {run}: cold {cold[-1]:.1f} s, no-op {noop[-1]:.1f} s (changed={changed[-1]})", flush=True)

@@ -9,7 +9,14 @@ from typing import Any
 
 from . import hostvars, paths, preflight, runner, sandbox
 from .errors import UsageError
-from .targets import Host, build_inventory, extra_inventory, hosts_from_targets, load_inventory
+from .targets import (
+    Host,
+    build_inventory,
+    extra_inventory,
+    hosts_from_targets,
+    hosts_from_vagrant,
+    load_inventory,
+)
 
 
 def sandbox_hosts() -> dict[str, Host]:
@@ -31,8 +38,13 @@ def resolve_hosts(
     identity: str | None = None,
     inventory: str | None = None,
     limit: str | None = None,
+    vagrant: str | None = None,
 ) -> list[Host]:
     targets = list(targets)
+    if vagrant is not None:
+        if targets or inventory:
+            raise UsageError("give either targets, --inventory or --vagrant")
+        return hosts_from_vagrant(vagrant or None)
     if inventory and targets:
         raise UsageError("give either targets or --inventory, not both")
     if inventory:
@@ -67,6 +79,7 @@ class UpOptions:
     extra_vars: list[str] = field(default_factory=list)
     deploy_keys: list[str] = field(default_factory=list)
     verify: bool = True
+    vagrant: str | None = None
 
 
 @dataclass
@@ -189,10 +202,22 @@ def verify_targets(
     inventory: str | None = None,
     limit: str | None = None,
     forks: int = 5,
+    vagrant: str | None = None,
 ) -> Any:
-    hosts = resolve_hosts(targets, identity=identity, inventory=inventory, limit=limit)
+    hosts = resolve_hosts(targets, identity=identity, inventory=inventory, limit=limit, vagrant=vagrant)
     from .verify import run
 
     run.select(options.only, options.skip)  # bad names fail before any connection
     preflight.check_reachable(hosts, forks=forks, known_hosts=paths.known_hosts())
     return verify(hosts, options, forks)
+
+
+def ansible_vars(
+    host_ip: str, *, domain: str | None = None, ca_certs: Iterable[str] = (), deploy_keys: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Every variable `up` gives a host whose apps answer at host_ip (for the Vagrantfile and other tools)."""
+    host = Host(name="host", address=host_ip)
+    data = hostvars.extra_vars(ca_files=ca_certs)
+    data["receiver_authorized_keys"] = hostvars.deploy_keys(list(deploy_keys), [])
+    data.update(hostvars.host_vars([host], hostvars.validate_domain(domain) if domain else None)["host"])
+    return data

@@ -262,6 +262,7 @@ def verify(
     inventory: str | None,
     limit: str | None,
     forks: int,
+    vagrant: str | None,
     only: tuple[str, ...],
     skip: tuple[str, ...],
     disk_min: float,
@@ -318,6 +319,16 @@ def sandbox_create(name: str, release: str, as_json: bool) -> None:
         out.print(f"next: provisioner up {box.name}")
 
 
+@sandbox_group.command("image")
+@click.option("--release", type=click.Choice(sorted(sandbox.RELEASES)), default=sandbox.DEFAULT_RELEASE)
+def sandbox_image(release: str) -> None:
+    """Build (once) or reuse the sandbox base image, and print its name (the Vagrantfile uses it)."""
+    tag = sandbox.ensure_base_image(
+        sandbox.client(), release, say=lambda msg: err.print(msg, highlight=False)
+    )
+    out.print(tag, highlight=False)
+
+
 @sandbox_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def sandbox_list(as_json: bool) -> None:
@@ -350,6 +361,23 @@ def sandbox_destroy(names: tuple[str, ...]) -> None:
     for name in names:
         removed = sandbox.destroy(name)
         out.print(f"sandbox {name} {'destroyed' if removed else 'did not exist'}")
+
+
+@main.command(name="vars")
+@click.option("--host-ip", required=True, help="The address apps of the host answer at.")
+@click.option("--domain", help="Apps live at APP.DOMAIN (default: <host-ip>.sslip.io).")
+@click.option(
+    "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust."
+)
+@click.option(
+    "--deploy-key", "deploy_keys", multiple=True, type=click.Path(dir_okay=False), help="Deploy key."
+)
+def vars_command(
+    host_ip: str, domain: str | None, ca_certs: tuple[str, ...], deploy_keys: tuple[str, ...]
+) -> None:
+    """Print, as JSON, the Ansible variables `up` would give such a host (used by the Vagrantfile)."""
+    data = api.ansible_vars(host_ip, domain=domain, ca_certs=ca_certs, deploy_keys=deploy_keys)
+    out.print_json(json.dumps(data))
 
 
 # --- demo -------------------------------------------------------------------------------------------

@@ -264,3 +264,47 @@ def _first_error(stderr: str) -> str:
         if "WARNING" not in line and not line.startswith("^"):
             return line
     return lines[0] if lines else "unknown error"
+
+
+def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
+    """`vagrant ssh-config` output -> {Host: {option: value}} (option names lower-cased)."""
+    hosts: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        value = value.strip().strip('"')
+        if key.lower() == "host":
+            current = hosts.setdefault(value, {})
+        elif current is not None:
+            current[key.lower()] = value
+    return hosts
+
+
+def hosts_from_vagrant(machine: str | None, cwd: str | None = None) -> list[Host]:
+    """Hosts of a Vagrant environment, from `vagrant ssh-config [MACHINE]`."""
+    cmd = ["vagrant", "ssh-config", *([machine] if machine else [])]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False, timeout=300)
+    except FileNotFoundError:
+        raise UsageError("--vagrant needs the vagrant command, which is not installed") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        raise UsageError(f"vagrant ssh-config failed: {lines[0] if lines else 'is the machine running?'}")
+    hosts = []
+    for name, opts in parse_ssh_config(proc.stdout).items():
+        hosts.append(
+            Host(
+                name=name,
+                address=opts.get("hostname", "127.0.0.1"),
+                port=int(opts.get("port", "22")),
+                user=opts.get("user", "vagrant"),
+                identity=opts.get("identityfile"),
+                sandbox=True,  # Vagrant machines get new host keys when recreated
+            )
+        )
+    if not hosts:
+        raise UsageError("vagrant ssh-config listed no machine")
+    return hosts

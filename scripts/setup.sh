@@ -16,6 +16,8 @@ command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debo
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v git >/dev/null || need+=(git)
 command -v tar >/dev/null || need+=(tar)
+command -v curl >/dev/null || need+=(curl)
+command -v vagrant >/dev/null || need+=(vagrant)   # for the Vagrantfile and its test (docker provider)
 python_ok || need+=(python3 python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing ${need[*]}"

@@ -61,3 +61,15 @@ def test_deploy_keys(tmp_path):
     bad.write_text('command="sh" ssh-ed25519 AAAA x\n')
     with pytest.raises(UsageError, match="not one OpenSSH public key"):
         hostvars.deploy_keys([str(bad)], [])
+
+
+def test_ansible_vars_are_what_up_passes(tmp_path):
+    from provisioner import api
+
+    pub = tmp_path / "k.pub"
+    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me\n")
+    data = api.ansible_vars("192.168.56.10", deploy_keys=[str(pub)])
+    assert data["provisioner_domain"] == "192.168.56.10.sslip.io"
+    assert data["receiver_authorized_keys"] == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me"]
+    assert data["receiver_source_dir"].endswith("hostcmd")
+    assert api.ansible_vars("10.0.0.1", domain="apps.example.com")["provisioner_domain"] == "apps.example.com"

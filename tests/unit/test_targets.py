@@ -129,3 +129,23 @@ def test_hosts_from_inventory_list_output():
 def test_ssh_args_pin_real_hosts_only():
     assert "accept-new" in ssh_common_args(Host("a", "a"), Path("/k"))
     assert "StrictHostKeyChecking=no" in ssh_common_args(Host("s", "127.0.0.1", sandbox=True), Path("/k"))
+
+
+def test_parse_vagrant_ssh_config():
+    from provisioner.targets import parse_ssh_config
+
+    text = """Host mini
+  HostName 172.17.0.5
+  User vagrant
+  Port 22
+  IdentityFile "/home/me/.vagrant/machines/mini/docker/private_key"
+  StrictHostKeyChecking no
+
+Host other
+  HostName 127.0.0.1
+  Port 2200
+"""
+    config = parse_ssh_config(text)
+    assert config["mini"]["hostname"] == "172.17.0.5" and config["mini"]["user"] == "vagrant"
+    assert config["mini"]["identityfile"] == "/home/me/.vagrant/machines/mini/docker/private_key"
+    assert config["other"] == {"hostname": "127.0.0.1", "port": "2200"}

@@ -44,7 +44,7 @@ def resolve_hosts(
     if vagrant is not None:
         if targets or inventory:
             raise UsageError("give either targets, --inventory or --vagrant")
-        return hosts_from_vagrant(vagrant or None)
+        return hosts_from_vagrant(None if vagrant in ("", "*") else vagrant)
     if inventory and targets:
         raise UsageError("give either targets or --inventory, not both")
     if inventory:
@@ -132,7 +132,11 @@ def up(
         extra=hostvars.parse_extra_vars(options.extra_vars),
     )
     hosts = resolve_hosts(
-        targets, identity=options.identity, inventory=options.inventory, limit=options.limit
+        targets,
+        identity=options.identity,
+        inventory=options.inventory,
+        limit=options.limit,
+        vagrant=options.vagrant,
     )
     if on_preflight:
         on_preflight(hosts)

@@ -133,6 +133,14 @@ def with_up_options(func: F) -> F:
         click.option(
             "--forks", type=click.IntRange(1, 100), default=5, show_default=True, help="Hosts in parallel."
         ),
+        click.option(
+            "--vagrant",
+            is_flag=False,
+            flag_value="*",
+            default=None,
+            metavar="[MACHINE]",
+            help="The machines of the Vagrantfile here (vagrant ssh-config), or one MACHINE.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -284,7 +292,7 @@ def verify(
         return
     options = api.VerifyOptions(list(only), list(skip), disk_min, disk_warn, list(ca_certs))
     result = api.verify_targets(
-        targets, options, identity=identity, inventory=inventory, limit=limit, forks=forks
+        targets, options, identity=identity, inventory=inventory, limit=limit, forks=forks, vagrant=vagrant
     )
     render_verify(result)
     if json_file:

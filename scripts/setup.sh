@@ -18,6 +18,7 @@ command -v git >/dev/null || need+=(git)
 command -v tar >/dev/null || need+=(tar)
 command -v curl >/dev/null || need+=(curl)
 command -v vagrant >/dev/null || need+=(vagrant)   # for the Vagrantfile and its test (docker provider)
+dpkg -s vagrant-libvirt >/dev/null 2>&1 || need+=(vagrant-libvirt)   # to validate the libvirt block
 python_ok || need+=(python3 python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing ${need[*]}"

@@ -58,12 +58,15 @@ def vagrant(env, *args, timeout=1800):
     )
 
 
-def test_validate_all_providers(vagrant_env):
-    for provider in ("virtualbox", "libvirt"):
-        result = vagrant(
-            {**vagrant_env, "VAGRANT_DEFAULT_PROVIDER": provider}, "validate", "--ignore-provider"
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+@pytest.mark.parametrize(
+    ("provider", "args"),
+    # VirtualBox's provider checks need VBoxManage, which this machine has not: the rest is validated.
+    [("virtualbox", ["--ignore-provider"]), ("libvirt", []), ("docker", [])],
+)
+def test_validate(vagrant_env, provider, args):
+    result = vagrant({**vagrant_env, "VAGRANT_DEFAULT_PROVIDER": provider}, "validate", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validated successfully" in result.stdout
 
 
 def test_vagrant_up_verify_push_provision_destroy(vagrant_env, tmp_path):

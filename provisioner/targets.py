@@ -291,8 +291,8 @@ def hosts_from_vagrant(machine: str | None, cwd: str | None = None) -> list[Host
     except FileNotFoundError:
         raise UsageError("--vagrant needs the vagrant command, which is not installed") from None
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        raise UsageError(f"vagrant ssh-config failed: {lines[0] if lines else 'is the machine running?'}")
+        first = " ".join(proc.stderr.strip().split("\n\n")[0].split())  # vagrant wraps its first paragraph
+        raise UsageError(f"vagrant ssh-config failed: {first or 'is the machine running?'}", fix="vagrant up")
     hosts = []
     for name, opts in parse_ssh_config(proc.stdout).items():
         hosts.append(

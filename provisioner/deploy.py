@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ProvisionerError
-from .targets import Host
+from .targets import UNPINNED_SSH_OPTIONS, Host
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -23,14 +23,7 @@ def ssh_command(host: Host) -> str:
     if host.identity:
         parts += ["-i", host.identity, "-o", "IdentitiesOnly=yes"]
     if host.sandbox:
-        parts += [
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ]
+        parts += UNPINNED_SSH_OPTIONS
     return shlex.join(parts)
 
 

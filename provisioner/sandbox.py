@@ -25,6 +25,7 @@ from typing import Any
 
 from . import paths
 from .errors import ProvisionerError, UsageError
+from .targets import UNPINNED_SSH_OPTIONS
 
 LABEL = "io.provisioner.sandbox"
 RECIPE_LABEL = "io.provisioner.recipe"
@@ -460,12 +461,7 @@ def ssh_argv(box: Sandbox, command: list[str] | None = None, user: str = "root")
         box.identity,
         "-p",
         str(box.ssh_port),
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
+        *UNPINNED_SSH_OPTIONS,
         f"{user}@127.0.0.1",
         *(command or []),
     ]

@@ -148,10 +148,21 @@ def hosts_from_targets(
     return hosts
 
 
+# Sandboxes (and Vagrant machines) get fresh host keys whenever they are recreated: their keys are not pinned.
+UNPINNED_SSH_OPTIONS = [
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+]
+
+
 def ssh_common_args(host: Host, known_hosts: Path) -> str:
-    """OpenSSH options for a host: sandboxes get fresh host keys on every create, so no pinning there."""
+    """OpenSSH options for a host: pinned on first use, except for sandboxes."""
     if host.sandbox:
-        return "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+        return " ".join(UNPINNED_SSH_OPTIONS)
     return f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile='{known_hosts} ~/.ssh/known_hosts'"
 
 

@@ -78,10 +78,23 @@ def main() -> None:
             git("add", "-A")
             git("commit", "-q", "-m", f"v{version}")
             started = time.monotonic()
-            git("push", "-q", url, "main")
+            push = subprocess.Popen(
+                ["git", "push", "-q", url, "main"],
+                cwd=repo,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            # The new release answers as soon as nginx switched; the push itself goes on while the old
+            # release is retired after its grace period.
             while not get(box.http_port, domain)[1].startswith(f"python v{version} "):
-                time.sleep(0.1)
-            return time.monotonic() - started
+                if push.poll() not in (None, 0):
+                    sys.exit(f"push of v{version} failed")
+                time.sleep(0.05)
+            answered = time.monotonic() - started
+            if push.wait() != 0:
+                sys.exit(f"push of v{version} failed")
+            return answered
 
         git("init", "-q", "-b", "main")
         cold = deploy("1")

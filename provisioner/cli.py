@@ -351,6 +351,15 @@ def sandbox_list(as_json: bool) -> None:
     out.print(table)
 
 
+@sandbox_group.command("start")
+@click.argument("names", nargs=-1, required=True)
+def sandbox_start(names: tuple[str, ...]) -> None:
+    """Start stopped sandboxes (after a reboot or a restart of the Docker engine)."""
+    for name in names:
+        box = sandbox.start(name)
+        out.print(f"sandbox {box.name} is up: ssh {box.ssh}, http {box.http}", highlight=False)
+
+
 @sandbox_group.command("ssh", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -405,7 +414,8 @@ def demo(name: str, app: str, fresh: bool) -> None:
     try:
         box = sandbox.get(name)
         if box.status != "running":
-            raise UsageError(f"sandbox {name!r} is {box.status}", fix="run 'provisioner demo --fresh'")
+            err.print(f"starting sandbox {name} (it was {box.status})", highlight=False)
+            box = sandbox.start(name)
         err.print(f"using sandbox {name} ({box.ssh})", highlight=False)
     except UsageError as exc:
         if "no sandbox" not in exc.problem:

@@ -417,6 +417,23 @@ def create(
     return _from_container(container)
 
 
+def start(name: str, cli: Any | None = None, timeout: float = 90) -> Sandbox:
+    """Start a stopped sandbox (e.g. after the machine or the Docker engine restarted)."""
+    import docker.errors
+
+    cli = cli or client()
+    box = get(name, cli)
+    container = cli.containers.get(container_name(name))
+    if container.status != "running":
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            raise ProvisionerError(f"sandbox {name} could not start: {exc.explanation or exc}") from None
+    _wait_for_ssh(container, box.ssh_port, timeout)
+    container.reload()
+    return _from_container(container)
+
+
 def _wait_for_ssh(container: Any, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

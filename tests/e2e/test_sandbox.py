@@ -23,6 +23,11 @@ def test_create_ssh_destroy(cli, docker_client, base_image):
         assert ssh.rc == 0 and ssh.stdout.strip().startswith("12"), ssh.stderr
         again = cli("sandbox", "create", name)
         assert again.rc != 0 and "already exists" in again.stderr
+        # after a reboot (or an engine restart) a stopped sandbox starts again with its ports and keys
+        docker_client.containers.get(sandbox.container_name(name)).stop(timeout=5)
+        started = cli("sandbox", "start", name)
+        assert started.rc == 0, started.stderr
+        assert cli("sandbox", "ssh", name, "true").rc == 0
     finally:
         gone = cli("sandbox", "destroy", name)
     assert gone.rc == 0

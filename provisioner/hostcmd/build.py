@@ -53,11 +53,11 @@ def export_source(repo: Path, sha: str, dest: Path) -> None:
         raise BuildError(f"could not export commit {sha[:12]}")
 
 
-def stream(cmd: list[str], say: Say, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+def stream(cmd: list[str], say: Say) -> tuple[int, list[str]]:
     """Run a command, passing each output line to the pusher; keep the last lines for errors."""
     tail: list[str] = []
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env, bufsize=1
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
     )
     assert proc.stdout is not None
     for line in proc.stdout:

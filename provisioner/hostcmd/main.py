@@ -170,11 +170,10 @@ def deploy(app: App, sha: str, description: str) -> dict[str, object]:
             say(f"-----> Building {app.name} v{version} ({sha[:7]})")
             result = build.build(app.name, version, source, app.config(), app.settings, app.cache_dir, say)
             plan = procfile.plan(source, result.defaults, app.settings.healthcheck_timeout)
-        processes = {k: v for k, v in plan.processes.items()}
         rel = release.new_release(
             app,
             image=result.image,
-            processes=processes,
+            processes=plan.processes,
             release_command=plan.release_command,
             health=plan.health,
             port=result.port,
@@ -528,9 +527,6 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         else:
             argv = sys.argv[1:]
-    if any("\x00" in a or ("\n" in a and not a.partition("=")[1]) for a in argv[:1]):
-        err("error: invalid command")
-        return 1
     try:
         return dispatch(argv, Settings.load())
     except UserError as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -166,12 +165,3 @@ class LocalDocker:
 
     def log_tail(self, instance: Instance, lines: int = 20) -> str:
         return docker.logs_tail(instance.name, lines)
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False

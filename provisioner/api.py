@@ -162,7 +162,11 @@ def up(
     )
     checked = None
     if options.verify and not options.check and result.ok:
-        checked = verify(hosts, VerifyOptions(ca_certs=options.ca_certs), options.forks)
+        skip, ports = hostvars.verify_expectations(extra)
+        expect = VerifyOptions(skip=skip, ca_certs=options.ca_certs)
+        if ports is not None:
+            expect.firewall_ports = ports
+        checked = verify(hosts, expect, options.forks)
     return UpResult(
         hosts=result.progress.hosts,
         seconds=time.monotonic() - started,
@@ -181,6 +185,7 @@ class VerifyOptions:
     disk_min: float = 5.0
     disk_warn: float = 15.0
     ca_certs: list[str] = field(default_factory=list)
+    firewall_ports: list[int] = field(default_factory=lambda: [22, 80, 443])
 
 
 def verify(hosts: list[Host], options: VerifyOptions, forks: int = 5) -> Any:
@@ -194,6 +199,7 @@ def verify(hosts: list[Host], options: VerifyOptions, forks: int = 5) -> Any:
         disk_min=options.disk_min,
         disk_warn=options.disk_warn,
         ca_files=options.ca_certs,
+        firewall_ports=options.firewall_ports,
         forks=forks,
     )
 

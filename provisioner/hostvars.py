@@ -78,6 +78,16 @@ def ca_certificates(files: Iterable[str]) -> list[dict[str, str]]:
     return items
 
 
+URL_RE = re.compile(r"https?://[A-Za-z0-9._~%!$&'()*+,;=:@/?#\[\]-]+")
+
+
+def validate_url(option: str, url: str) -> str:
+    """A proxy or index URL: it ends up in apt and pip config files, so no quotes, spaces or newlines."""
+    if not URL_RE.fullmatch(url) or "'" in url or "\\" in url:
+        raise UsageError(f"invalid {option} {url!r}: expected an http:// or https:// URL")
+    return url
+
+
 def parse_extra_vars(pairs: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -86,6 +96,28 @@ def parse_extra_vars(pairs: Iterable[str]) -> dict[str, str]:
             raise UsageError(f"malformed --extra-var {pair!r}: expected NAME=VALUE")
         out[key] = value
     return out
+
+
+def ansible_bool(value: Any) -> bool:
+    """An extra var read the way Ansible's `bool` filter reads it ("false", "no", "0", "off" are false)."""
+    return str(value).strip().lower() in ("true", "yes", "on", "1", "y", "t")
+
+
+def verify_expectations(extra: Mapping[str, Any]) -> tuple[list[str], list[int] | None]:
+    """The checks `up`'s own verify run skips, and the firewall ports it expects, given the security role's
+    variables on the command line (-e): (skip, ports); ports None means the default."""
+    skip = []
+    if not ansible_bool(extra.get("security_firewall", True)):
+        skip.append("firewall_active")
+    if (
+        not ansible_bool(extra.get("security_ssh_hardening", True))
+        or ansible_bool(extra.get("security_ssh_password_authentication", False))
+        or ansible_bool(extra.get("security_ssh_kbd_interactive_authentication", False))
+        or str(extra.get("security_ssh_permit_root_login", "")).strip() == "yes"
+    ):
+        skip.append("ssh_password_auth_off")
+    ports = extra.get("security_firewall_allowed_tcp_ports")
+    return skip, None if ports is None else sorted({int(p) for p in re.findall(r"\d+", str(ports))})
 
 
 KEY_RE = re.compile(
@@ -137,9 +169,9 @@ def extra_vars(
     if certs:
         result["base_ca_certificates"] = certs
     if apt_proxy:
-        result["base_apt_proxy"] = apt_proxy
+        result["base_apt_proxy"] = validate_url("--apt-proxy", apt_proxy)
     if pip_index_url:
-        result["base_pip_index_url"] = pip_index_url
+        result["base_pip_index_url"] = validate_url("--pip-index-url", pip_index_url)
     result["receiver_source_dir"] = str(Path(__file__).resolve().parent / "hostcmd")
     result.update(extra or {})
     return result

@@ -16,6 +16,8 @@ DEPLOY_JSON = "/etc/provisioner/deploy.json"
 HOST_PROGRAM = "/usr/local/bin/provisioner-host"
 FORCED = f'restrict,command="{HOST_PROGRAM}" '
 UNKNOWN_HOST = "verify-unknown-host.invalid"
+FIREWALL_TABLE = "inet provisioner_firewall"
+FIREWALL_PORTS = (22, 80, 443)  # the security role's security_firewall_allowed_tcp_ports
 
 TITLES = {
     "docker_running": "docker running and enabled",
@@ -23,6 +25,8 @@ TITLES = {
     "sshd_running": "sshd running and enabled",
     "nginx_config_valid": "nginx -t passes",
     "ports_listening": "ports 22 and 80 listening",
+    "ssh_password_auth_off": "ssh password login off",
+    "firewall_active": "firewall allows only the expected ports",
     "default_server_404": "unknown Host gets 404",
     "docker_daemon_settings": "daemon.json settings in force",
     "deploy_user": "deploy user exists without password",
@@ -49,6 +53,92 @@ def settings(host: Any) -> dict[str, Any]:
         if f.exists:
             data.update(json.loads(f.content_string))
     return data
+
+
+def parse_ports(text: str) -> list[int]:
+    """'22,80,443' -> [22, 80, 443]; empty means none. ValueError names the bad item."""
+    ports = []
+    for item in text.replace(" ", "").split(","):
+        if not item:
+            continue
+        if not item.isdigit() or not 0 < int(item) < 65536:
+            raise ValueError(f"{item!r} is not a port number (1-65535)")
+        ports.append(int(item))
+    return sorted(set(ports))
+
+
+def sshd_settings(text: str) -> dict[str, list[str]]:
+    """`sshd -T` output (lowercase keyword, value) as keyword -> values (some keywords repeat)."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            out.setdefault(key.lower(), []).append(value.strip())
+    return out
+
+
+def sshd_ports(text: str) -> set[int]:
+    """The ports sshd listens on, from `sshd -T`: its `port` lines and the ports of `listenaddress`."""
+    conf = sshd_settings(text)
+    ports = {int(p) for p in conf.get("port", []) if p.isdigit()}
+    for address in conf.get("listenaddress", []):
+        port = address.split()[0].rpartition(":")[2] if address else ""
+        if port.isdigit():
+            ports.add(int(port))
+    return ports
+
+
+def _values(right: Any) -> tuple[set[int], bool]:
+    """Port numbers of the right side of an nft JSON match; False when it is not only numbers."""
+    items = right["set"] if isinstance(right, dict) and "set" in right else [right]
+    ports: set[int] = set()
+    for item in items:
+        if isinstance(item, int):
+            ports.add(item)
+        elif isinstance(item, dict) and "range" in item and all(isinstance(x, int) for x in item["range"]):
+            low, high = item["range"]
+            ports.update(range(low, high + 1))
+        else:
+            return ports, False
+    return ports, True
+
+
+def firewall_rules(data: dict[str, Any], chain: str = "input") -> tuple[str | None, set[int], list[str]]:
+    """From `nft -j list table ...`: the policy of the input chain, the TCP ports its rules accept, and
+    the rules that accept more than that can say (no condition at all, or a port exclusion)."""
+    items = data.get("nftables", [])
+    policy = next(
+        (i["chain"].get("policy") for i in items if "chain" in i and i["chain"].get("name") == chain), None
+    )
+    ports: set[int] = set()
+    broad: list[str] = []
+    for item in items:
+        rule = item.get("rule")
+        if not rule or rule.get("chain") != chain:
+            continue
+        exprs = rule.get("expr", [])
+        if not any("accept" in e for e in exprs):
+            continue
+        matches = [e["match"] for e in exprs if "match" in e]
+        if not matches:
+            broad.append("a rule accepts everything")
+        for m in matches:
+            left = m.get("left", {})
+            if left.get("payload") != {"protocol": "tcp", "field": "dport"}:
+                continue
+            found, plain = _values(m.get("right"))
+            if m.get("op") not in ("==", "in") or not plain:
+                broad.append(f"a rule accepts tcp dport {m.get('op')} {m.get('right')}")
+            else:
+                ports |= found
+    return policy, ports, broad
+
+
+def port_list(ports: set[int], limit: int = 10) -> str:
+    shown = sorted(ports)
+    return ", ".join(map(str, shown[:limit])) + (
+        f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    )
 
 
 def service_up(host: Any, name: str) -> bool:
@@ -107,6 +197,40 @@ def test_ports_listening(host: Any) -> None:
     if missing == ["80"] and not service_up(host, "nginx"):
         pytest.skip("needs nginx, which is not running")
     assert not missing, f"not listening: {', '.join(missing)}"
+
+
+def test_ssh_password_auth_off(host: Any) -> None:
+    cmd = host.run("/usr/sbin/sshd -T")
+    assert cmd.rc == 0, f"sshd -T failed: {(cmd.stderr.strip().splitlines() or ['no output'])[-1]}"
+    conf = sshd_settings(cmd.stdout)
+    wrong = [
+        f"{key} {' '.join(conf.get(key, ['(not set)']))}"
+        for key in ("passwordauthentication", "kbdinteractiveauthentication")
+        if conf.get(key) != ["no"]
+    ]
+    if conf.get("permitrootlogin") == ["yes"]:
+        wrong.append("permitrootlogin yes")
+    assert not wrong, f"sshd allows password logins: {', '.join(wrong)}"
+
+
+def test_firewall_active(host: Any, options: Any) -> None:
+    assert host.exists("nft"), "nftables is not installed: no firewall"
+    cmd = host.run("nft -j list table %s", FIREWALL_TABLE)
+    assert cmd.rc == 0, f"no nftables table {FIREWALL_TABLE}: the firewall is off"
+    policy, accepted, broad = firewall_rules(json.loads(cmd.stdout))
+    assert policy == "drop", f"the input chain's policy is {policy or 'missing'}, not drop"
+    assert not broad, "; ".join(broad)
+    sshd = host.run("/usr/sbin/sshd -T")
+    expected = set(parse_ports(options.firewall_ports)) | (sshd_ports(sshd.stdout) if sshd.rc == 0 else set())
+    problems = []
+    if accepted - expected:
+        problems.append(f"open but not expected: {port_list(accepted - expected)}")
+    if expected - accepted:
+        problems.append(f"expected but not open: {port_list(expected - accepted)}")
+    assert not problems, "; ".join(problems)
+    assert host.service("provisioner-firewall").is_enabled, (
+        "provisioner-firewall is not enabled: the firewall is gone after a reboot"
+    )
 
 
 def test_default_server_404(host: Any) -> None:

@@ -11,6 +11,11 @@ def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("provisioner verify")
     group.addoption("--disk-warn", type=float, default=15.0, help="warn below this % of free disk")
     group.addoption("--disk-min", type=float, default=5.0, help="fail below this % of free disk")
+    group.addoption(
+        "--firewall-ports",
+        default="22,80,443",
+        help="TCP ports the firewall must accept, comma-separated (plus the ports sshd listens on)",
+    )
     group.addoption("--ca-pem", action="append", default=[], help="a PEM certificate the host must trust")
 
 

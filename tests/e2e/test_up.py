@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
 import urllib.request
 from urllib.error import HTTPError
 
 import pytest
 
+from provisioner import sandbox
 from tests.e2e.conftest import infra_host, root_exec
 
 PROBE_IMAGE = "provisioner-probe:1"
+RUN_IMAGE = "provisioner/stack-run:bookworm"
 
 
 def http_status(box, host_header: str, path: str = "/") -> int:
@@ -90,6 +95,89 @@ def test_extra_ca_trusted_and_domain_recorded(box, test_ca):
     assert pem in host.file("/etc/ssl/certs/ca-certificates.crt").content_string
     settings = json.loads(host.file("/etc/provisioner/host.json").content_string)
     assert settings["domain"] == "127.0.0.1.sslip.io"
+
+
+def test_ssh_password_login_off(box):
+    host = infra_host(box)
+    conf = dict(line.split(" ", 1) for line in host.check_output("sshd -T").splitlines() if " " in line)
+    assert conf["passwordauthentication"] == "no"
+    assert conf["kbdinteractiveauthentication"] == "no"
+    assert conf["permitemptypasswords"] == "no"
+    assert conf["permitrootlogin"] in ("prohibit-password", "without-password")  # root only with a key
+    # what a client sees: the server offers keys only
+    proc = subprocess.run(
+        [
+            *("ssh", "-p", str(box.ssh_port), "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no"),
+            *(
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "root@127.0.0.1",
+                "true",
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 255 and "Permission denied (publickey)" in proc.stderr, proc.stderr
+
+
+def test_firewall_drops_all_but_the_allowed_ports(box):
+    host = infra_host(box)
+    unit = host.service("provisioner-firewall")
+    assert unit.is_running and unit.is_enabled
+    table = host.check_output("nft list table inet provisioner_firewall")
+    assert "policy drop;" in table
+    assert "tcp dport { 22, 80, 443 } accept" in table
+    tables = host.check_output("nft list tables")
+    assert "table ip nat" in tables and "table ip filter" in tables  # Docker's rules, next to ours
+    assert not host.service("nftables").is_enabled  # Debian's unit would flush Docker's rules
+
+
+def test_other_ports_are_closed_from_outside(box, docker_client):
+    host = infra_host(box)
+    networks = docker_client.containers.get(sandbox.container_name(box.name)).attrs["NetworkSettings"]
+    address = next((n["IPAddress"] for n in networks["Networks"].values() if n.get("IPAddress")), "")
+    host.run("systemctl stop fw-probe-listener")
+    host.run_expect([0], "systemd-run --unit=fw-probe-listener python3 -m http.server 8081")
+    try:
+        for _ in range(50):
+            if host.socket("tcp://0.0.0.0:8081").is_listening:
+                break
+            time.sleep(0.2)
+        assert host.socket("tcp://0.0.0.0:8081").is_listening
+        try:
+            socket.create_connection((address, 80), timeout=5).close()
+        except OSError:
+            pytest.skip(f"the sandbox's address {address or '(none)'} is not reachable from here")
+        with pytest.raises(OSError):  # dropped: no answer at all
+            socket.create_connection((address, 8081), timeout=3).close()
+    finally:
+        host.run("systemctl stop fw-probe-listener")
+
+
+def test_docker_published_ports_work_behind_the_firewall(box):
+    host = infra_host(box)
+    name = "fw-probe-web"
+    host.run("docker rm -f %s", name)
+    host.run_expect(
+        [0], f"docker run -d --name {name} -p 127.0.0.1::8000 {RUN_IMAGE} python3 -m http.server 8000"
+    )
+    try:
+        port = host.check_output("docker port %s 8000/tcp", name).splitlines()[0].rpartition(":")[2]
+        fetch = (
+            "curl -s -o /dev/null -w '%{http_code}' -m 5 --retry 20 --retry-delay 1 --retry-connrefused "
+            f"http://127.0.0.1:{port}/"
+        )
+        assert host.check_output(fetch) == "200"
+        # stopping deletes only our table and starting loads it again: Docker's rules stay
+        host.run_expect([0], "systemctl restart provisioner-firewall")
+        assert host.check_output(fetch) == "200"
+        assert "table ip nat" in host.check_output("nft list tables")
+    finally:
+        host.run("docker rm -f %s", name)
 
 
 def test_second_up_changes_nothing(provisioned, cli):

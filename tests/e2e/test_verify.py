@@ -89,6 +89,15 @@ BREAKAGES = {
         "mv /usr/local/bin/provisioner-host /root/provisioner-host.bak",
         "mv /root/provisioner-host.bak /usr/local/bin/provisioner-host",
     ),
+    # sshd reads drop-ins in order and keeps the first value: an earlier file turns passwords back on
+    "ssh_password_auth_off": (
+        "echo 'PasswordAuthentication yes' > /etc/ssh/sshd_config.d/05-e2e-break.conf",
+        "rm /etc/ssh/sshd_config.d/05-e2e-break.conf",
+    ),
+    "firewall_active": (
+        "nft add rule inet provisioner_firewall input tcp dport 8080 accept",
+        "systemctl reload provisioner-firewall",
+    ),
 }
 
 
@@ -134,6 +143,25 @@ def test_never_provisioned_host_fails_clearly(cli, raw_box, tmp_path):
     assert result.rc == 1
     assert "Traceback" not in result.stdout + result.stderr
     failed = failures(data, raw_box.name)
-    for check in ("docker_running", "nginx_running", "deploy_user", "host_program"):
+    for check in (
+        "docker_running",
+        "nginx_running",
+        "deploy_user",
+        "host_program",
+        "ssh_password_auth_off",
+        "firewall_active",
+    ):
         assert check in failed, failed
     assert "Docker is not installed" in failed["docker_running"]
+    assert "passwordauthentication yes" in failed["ssh_password_auth_off"]
+    assert "no firewall" in failed["firewall_active"]
+
+
+def test_firewall_ports_option(cli, host, tmp_path):
+    result, data = run_verify(
+        cli, tmp_path, host.name, "--only", "firewall_active", "--firewall-ports", "22,80"
+    )
+    assert result.rc == 1
+    assert failures(data, host.name) == {"firewall_active": "open but not expected: 443"}
+    bad = cli("verify", host.name, "--firewall-ports", "22,http")
+    assert bad.rc == 2 and "'http' is not a port number" in bad.stderr

@@ -73,3 +73,17 @@ def test_ansible_vars_are_what_up_passes(tmp_path):
     assert data["receiver_authorized_keys"] == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me"]
     assert data["receiver_source_dir"].endswith("hostcmd")
     assert api.ansible_vars("10.0.0.1", domain="apps.example.com")["provisioner_domain"] == "apps.example.com"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ['http://p:3128";Acquire::x "y', "https://i/simple\n[global]", "ftp://x", "http://a b", "", "http://x'y"],
+)
+def test_proxy_and_index_urls_are_validated(url):
+    with pytest.raises(UsageError):
+        hostvars.validate_url("--apt-proxy", url)
+
+
+def test_credentials_in_urls_are_fine():
+    url = "https://user:p%40ss@proxy.example:3128/simple"
+    assert hostvars.validate_url("--pip-index-url", url) == url

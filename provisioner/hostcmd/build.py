@@ -67,9 +67,47 @@ def stream(cmd: list[str], say: Say) -> tuple[int, list[str]]:
     return proc.wait(), tail
 
 
+def docker_root() -> str:
+    try:
+        return str(docker.api("GET", "/info").get("DockerRootDir") or "/var/lib/docker")
+    except docker.DockerError:
+        return "/var/lib/docker"
+
+
+def free_mb(path: str) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        st = os.statvfs("/")
+    return st.f_bavail * st.f_frsize // (1024 * 1024)
+
+
+def check_disk(settings: Settings) -> None:
+    root = docker_root()
+    free = free_mb(root)
+    if free < settings.build_min_free_mb:
+        raise BuildError(
+            f"only {free} MB free in {root}, a build needs at least {settings.build_min_free_mb} MB: "
+            "run 'ssh deploy@HOST cleanup' or free disk space"
+        )
+
+
+def failure(what: str, rc: int, tail: list[str]) -> BuildError:
+    """A build step failed: say why in words when the reason is known (disk full, killed)."""
+    text = "\n".join(tail)
+    if "no space left on device" in text.lower():
+        return BuildError(
+            f"{what}: the host ran out of disk space; run 'ssh deploy@HOST cleanup' or free disk space", text
+        )
+    if rc in (137, 143, -9, -15):
+        return BuildError(f"{what}: the build was killed (exit code {rc}: stopped or out of memory)", text)
+    return BuildError(f"{what} (exit code {rc})", text)
+
+
 def build(
     app: str, version: int, source: Path, config: dict[str, str], settings: Settings, cache: Path, say: Say
 ) -> BuildResult:
+    check_disk(settings)
     if (source / "Dockerfile").is_file():
         return build_dockerfile(app, version, source, settings, say)
     return build_buildpacks(app, version, source, config, settings, cache, say)
@@ -89,7 +127,7 @@ def build_dockerfile(app: str, version: int, source: Path, settings: Settings, s
         ["docker", "build", "--pull=false", "-t", image, *build_args(settings), str(source)], say
     )
     if rc != 0:
-        raise BuildError("docker build failed", "\n".join(tail))
+        raise failure("docker build failed", rc, tail)
     exposed = sorted(docker.image_config(image).get("ExposedPorts") or {})
     tcp = [int(p.split("/")[0]) for p in exposed if p.endswith("/tcp")]
     return BuildResult(image, "dockerfile", {"web": ""}, tcp[0] if len(tcp) == 1 else None)
@@ -263,7 +301,7 @@ def build_buildpacks(
                 say,
             )
             if rc != 0:
-                raise BuildError(f"buildpack {pack.name} failed to compile the app", "\n".join(tail))
+                raise failure(f"buildpack {pack.name} failed to compile the app", rc, tail)
             if (pack / "bin" / "release").exists():
                 rc, out = run_buildpack(
                     "release", pack, source, layer, envdir, settings, name, lambda _l: None
@@ -282,7 +320,7 @@ def build_buildpacks(
             ["docker", "build", "--pull=false", "-q", "-t", image, str(context)], lambda _l: None
         )
         if rc != 0:
-            raise BuildError("building the app image failed", "\n".join(tail))
+            raise failure("building the app image failed", rc, tail)
         return BuildResult(image, "buildpacks", defaults, settings.container_port)
     finally:
         shutil.rmtree(work, ignore_errors=True)

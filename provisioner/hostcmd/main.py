@@ -14,11 +14,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import build, names, nginx, procfile, release
+from . import build, cleanup, docker, names, nginx, procfile, release
 from .docker import DockerError
 from .scheduler import LocalDocker
 from .settings import Settings
 from .store import App, LockTimeout, list_apps
+
+LOCKED_ENV = "PROVISIONER_LOCKED_APP"  # set for git-receive-pack: its hook runs under our lock
+FILE_TRANSFER = ("scp", "sftp", "internal-sftp", "rsync")
+MAX_VALUE_BYTES = 64 * 1024
 
 HELP = """\
 Usage: ssh deploy@HOST COMMAND [ARGS]   (deploy with: git push deploy@HOST:APP main)
@@ -38,6 +42,7 @@ Usage: ssh deploy@HOST COMMAND [ARGS]   (deploy with: git push deploy@HOST:APP m
   domains APP                        domains routed to the app
   domains:add APP DOMAIN             route another domain to the app
   domains:remove APP DOMAIN          stop routing a domain
+  cleanup [--keep N]                 remove old images and build caches; keeps the last N (default {keep})
   help                               this text
 """
 
@@ -104,11 +109,16 @@ def git_command(settings: Settings, verb: str, args: list[str]) -> int:
     if verb == "git-upload-pack":
         if not app.exists():
             raise UserError(f"no app named {app.name!r}")
-    elif not app.exists():
+        os.execvp(verb, [verb, str(app.repo)])  # noqa: S606 - git's own server side on a validated path
+    if not app.exists():
         app.create(init_repo(settings))
         err(f"-----> Created app {app.name}")
-    os.execvp(verb, [verb, str(app.repo)])  # noqa: S606 - git's own server side on a validated path
-    return 1  # pragma: no cover
+    # The whole push runs under the app's lock, ref update included: a second push waits here (before git
+    # advertises refs), then sees the new ref, so it is refused as non-fast-forward or deploys on top of it,
+    # never a mix of both.
+    with app.lock(say=err):
+        env = {**os.environ, LOCKED_ENV: app.name}
+        return subprocess.run([verb, str(app.repo)], env=env, check=False).returncode
 
 
 def pre_receive(settings: Settings, stdin: list[str]) -> int:
@@ -131,7 +141,12 @@ def pre_receive(settings: Settings, stdin: list[str]) -> int:
             return 1
     for _old, new, _ref in updates:
         try:
-            deploy(app, names.sha(new), description=f"deploy {new[:7]}")
+            deploy(
+                app,
+                names.sha(new),
+                description=f"deploy {new[:7]}",
+                locked=os.environ.get(LOCKED_ENV) == app.name,
+            )
         except (
             build.BuildError,
             release.ReleaseError,
@@ -157,12 +172,13 @@ def report_failure(app: App, exc: Exception) -> None:
         err(f" !     v{current['version']} is still serving {app.settings.app_url(app.name)}")
 
 
-def deploy(app: App, sha: str, description: str) -> dict[str, object]:
+def deploy(app: App, sha: str, description: str, locked: bool = False) -> dict[str, object]:
+    import contextlib
     import time
 
     started = time.monotonic()
     say = err
-    with app.lock(say=say):
+    with contextlib.nullcontext() if locked else app.lock(say=say):
         with tempfile.TemporaryDirectory(prefix=f"provisioner-build-{app.name}-") as tmp:
             source = Path(tmp) / "src"
             build.export_source(app.repo, sha, source)
@@ -253,6 +269,8 @@ def parse_pairs(args: list[str]) -> dict[str, str]:
             names.config_key(key)
         except names.NameError_ as exc:
             raise UserError(str(exc)) from None
+        if "\0" in value or len(value.encode()) > MAX_VALUE_BYTES:
+            raise UserError(f"the value of {key} is too long or holds a NUL byte (at most 64 KiB of text)")
         pairs[key] = value
     return pairs
 
@@ -417,6 +435,11 @@ def cmd_rollback(settings: Settings, args: list[str]) -> None:
         target = app.release(version)
         if not target:
             raise UserError(f"{app.name} has no release v{version} (see releases {app.name})")
+        if not docker.image_exists(str(target["image"])):
+            raise UserError(
+                f"the image of v{version} was removed by cleanup (it keeps the last "
+                f"{settings.keep_releases} releases): push that commit again to get it back"
+            )
         rel = dict(target)
         rel.update(version=app.next_version(), created=release.now(), description=f"rollback to v{version}")
         release.activate(app, rel, err)
@@ -475,6 +498,26 @@ def cmd_domains_change(settings: Settings, args: list[str], add: bool) -> None:
     out(f"{'added' if add else 'removed'} {domain} {'to' if add else 'from'} {app.name}")
 
 
+def cmd_cleanup(settings: Settings, args: list[str]) -> None:
+    keep = settings.keep_releases
+    if args:
+        if len(args) != 2 or args[0] != "--keep" or not args[1].isdigit() or not 1 <= int(args[1]) <= 1000:
+            raise UserError("usage: cleanup [--keep N] with N from 1 to 1000")
+        keep = int(args[1])
+    free_before = free_mb(settings)
+    report = cleanup.cleanup(settings, err, keep)
+    for name, versions in sorted(report.kept.items()):
+        out(f"{name}: keeping " + (", ".join(f"v{v}" for v in versions) or "no release"))
+    for name in report.busy:
+        out(f"{name}: skipped, a deploy is running")
+    freed = max(0, free_mb(settings) - free_before)
+    out(f"removed {len(report.removed_images)} image(s); {freed} MB freed; {free_mb(settings)} MB free")
+
+
+def free_mb(settings: Settings) -> int:
+    return build.free_mb(build.docker_root())
+
+
 COMMANDS: dict[str, Callable[[Settings, list[str]], None]] = {
     "apps:list": cmd_apps_list,
     "apps": cmd_apps_list,
@@ -493,22 +536,26 @@ COMMANDS: dict[str, Callable[[Settings, list[str]], None]] = {
     "domains": cmd_domains,
     "domains:add": lambda s, a: cmd_domains_change(s, a, True),
     "domains:remove": lambda s, a: cmd_domains_change(s, a, False),
+    "cleanup": cmd_cleanup,
 }
 
 
-def dispatch(argv: list[str], settings: Settings) -> int:
+def dispatch(argv: list[str], settings: Settings, over_ssh: bool = False) -> int:
     if not argv or argv[0] in ("help", "--help", "-h"):
-        out(HELP)
+        out(HELP.format(keep=settings.keep_releases))
         return 0
     verb, args = argv[0], argv[1:]
     if verb in ("git-receive-pack", "git-upload-pack"):
         return git_command(settings, verb, args)
-    if verb == "hook" and args == ["pre-receive"]:
+    if verb == "hook" and args == ["pre-receive"] and not over_ssh:
         return pre_receive(settings, sys.stdin.readlines())
+    if verb in FILE_TRANSFER or verb.rsplit("/", 1)[-1] in ("sftp-server", "scp", "rsync"):
+        err("error: no file transfer (scp, sftp, rsync) for this account: deploy with git push")
+        return 1
     command = COMMANDS.get(verb)
     if command is None:
         err(f"unknown command {verb!r}: this account only deploys apps and runs the commands below\n")
-        err(HELP)
+        err(HELP.format(keep=settings.keep_releases))
         return 1
     command(settings, args)
     return 0
@@ -517,9 +564,11 @@ def dispatch(argv: list[str], settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1:
         argv = sys.argv[1:]  # run by git (the hook) or by hand, not as the forced command
+    over_ssh = False
     if argv is None:
         original = os.environ.get("SSH_ORIGINAL_COMMAND")
         if original is not None:
+            over_ssh = True
             try:
                 argv = shlex.split(original)
             except ValueError:
@@ -528,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             argv = sys.argv[1:]
     try:
-        return dispatch(argv, Settings.load())
+        return dispatch(argv, Settings.load(), over_ssh)
     except UserError as exc:
         err(f"error: {exc}")
         return 1

@@ -40,7 +40,9 @@ def config_key(key: str) -> str:
 
 
 def domain(name: str) -> str:
-    name = (name or "").lower()
+    if not (name or "").isascii():  # before lower(): the Kelvin sign lowercases to an ASCII 'k'
+        raise NameError_(f"invalid domain {name!r}: use ASCII (punycode, xn--...) for international names")
+    name = name.lower()
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 2 or not all(LABEL_RE.fullmatch(label) for label in labels):
         raise NameError_(f"invalid domain {name!r}: expected a DNS name such as www.example.com")

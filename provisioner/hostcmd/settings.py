@@ -29,6 +29,7 @@ class Settings:
     proxy_env: str = "/etc/provisioner/proxy.env"
     network: str = "provisioner"
     keep_releases: int = 3
+    build_min_free_mb: int = 1024
 
     @classmethod
     def load(cls, directory: Path | None = None) -> Settings:

@@ -15,8 +15,17 @@ def settings(tmp_path, monkeypatch):
 @pytest.fixture
 def execs(monkeypatch):
     calls = []
+
+    class Done:
+        returncode = 0
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        calls.append(kwargs.get("env", {}).get(host.LOCKED_ENV))
+        return Done()
+
     monkeypatch.setattr(host.os, "execvp", lambda prog, argv: calls.append(argv))
-    monkeypatch.setattr(host.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(host.subprocess, "run", fake_run)
     return calls
 
 
@@ -33,7 +42,7 @@ def test_help(monkeypatch, settings, capsys, command):
 
 
 @pytest.mark.parametrize(
-    "command", ["bash", "sh -c id", "scp -t /tmp", "internal-sftp", "rm -rf /", "hook pre-receive x"]
+    "command", ["bash", "sh -c id", "rm -rf /", "hook pre-receive x", "hook pre-receive", "/bin/sh"]
 )
 def test_never_a_shell(monkeypatch, settings, capsys, execs, command):
     monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
@@ -43,11 +52,39 @@ def test_never_a_shell(monkeypatch, settings, capsys, execs, command):
     assert execs == []
 
 
-def test_push_creates_app_and_execs_receive_pack(monkeypatch, settings, execs, tmp_path):
+@pytest.mark.parametrize(
+    "command",
+    [
+        "scp -t /tmp",
+        "scp -f /etc/passwd",
+        "internal-sftp",
+        "/usr/lib/openssh/sftp-server",
+        "rsync --server .",
+    ],
+)
+def test_no_file_transfer(monkeypatch, settings, capsys, execs, command):
+    monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
+    assert run(monkeypatch, command) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing an scp/sftp client could take for its protocol
+    assert "no file transfer" in captured.err
+    assert execs == []
+
+
+def test_push_runs_receive_pack_under_the_app_lock(monkeypatch, settings, execs, tmp_path):
     monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
     monkeypatch.setattr(host, "init_repo", lambda s: lambda repo: repo.mkdir(parents=True))
-    run(monkeypatch, "git-receive-pack '/shop.git'")  # execs git-receive-pack (patched here)
-    assert execs == [["git-receive-pack", str(tmp_path / "apps" / "shop" / "repo.git")]]
+    assert run(monkeypatch, "git-receive-pack '/shop.git'") == 0
+    assert execs == [["git-receive-pack", str(tmp_path / "apps" / "shop" / "repo.git")], "shop"]
+
+
+def test_a_second_push_waits_for_the_first(monkeypatch, settings, tmp_path, capsys):
+    """While one push holds the app's lock, another one waits (and says so) instead of interleaving."""
+    app = App(settings, "shop")
+    app.create(lambda repo: repo.mkdir(parents=True))
+    with pytest.raises(host.LockTimeout), app.lock(), app.lock(timeout=0.6, say=lambda m: print(m)):
+        pass
+    assert "waiting for another deploy" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

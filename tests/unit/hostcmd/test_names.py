@@ -89,3 +89,13 @@ def test_refs_and_shas():
     assert names.sha("a" * 40)
     with pytest.raises(names.NameError_):
         names.sha("HEAD")
+
+
+def test_unicode_look_alikes_are_not_folded_into_ascii():
+    import pytest
+
+    from provisioner.hostcmd import names
+
+    for text in ("\u212aelvin.example.com", "ex\u0430mple.com", "exa\u200bmple.com"):
+        with pytest.raises(names.NameError_):
+            names.domain(text)

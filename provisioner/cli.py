@@ -152,7 +152,11 @@ def with_up_options(func: F) -> F:
 @with_up_options
 @click.option("--domain", help="Apps live at APP.DOMAIN (default: <host-ip>.sslip.io).")
 @click.option("--check", is_flag=True, help="Show what would change (check mode + diff); change nothing.")
-@click.option("--tags", multiple=True, help="Only these roles (base, docker, nginx, git); repeatable.")
+@click.option(
+    "--tags",
+    multiple=True,
+    help="Only these roles (base, security, docker, nginx, git, buildpacks, receiver); repeatable.",
+)
 @click.option(
     "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust."
 )
@@ -234,6 +238,15 @@ def render_verify(result: Any) -> None:
     )
 
 
+def parse_firewall_ports(value: str) -> list[int]:
+    from .verify import checks
+
+    try:
+        return checks.parse_ports(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def verify_failures(result: Any) -> list[str]:
     return [
         f"{name}: check '{r.check}' failed: {r.detail}"
@@ -258,6 +271,13 @@ def verify_failures(result: Any) -> list[str]:
     "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="A CA the hosts must trust."
 )
 @click.option(
+    "--firewall-ports",
+    default="22,80,443",
+    show_default=True,
+    callback=lambda _ctx, _param, value: parse_firewall_ports(value),
+    help="TCP ports the firewall must open, comma-separated (the ports sshd listens on are added).",
+)
+@click.option(
     "--json", "json_file", type=click.Path(dir_okay=False), help="Write the results as JSON to FILE."
 )
 @click.option(
@@ -276,6 +296,7 @@ def verify(
     disk_min: float,
     disk_warn: float,
     ca_certs: tuple[str, ...],
+    firewall_ports: list[int],
     json_file: str | None,
     junit_file: str | None,
     list_checks: bool,
@@ -290,7 +311,7 @@ def verify(
         for check, title in checks.TITLES.items():
             out.print(f"{check:24} {title}", highlight=False)
         return
-    options = api.VerifyOptions(list(only), list(skip), disk_min, disk_warn, list(ca_certs))
+    options = api.VerifyOptions(list(only), list(skip), disk_min, disk_warn, list(ca_certs), firewall_ports)
     result = api.verify_targets(
         targets, options, identity=identity, inventory=inventory, limit=limit, forks=forks, vagrant=vagrant
     )
@@ -395,6 +416,69 @@ def vars_command(
     """Print, as JSON, the Ansible variables `up` would give such a host (used by the Vagrantfile)."""
     data = api.ansible_vars(host_ip, domain=domain, ca_certs=ca_certs, deploy_keys=deploy_keys)
     out.print_json(json.dumps(data))
+
+
+# --- keys -------------------------------------------------------------------------------------------
+
+
+def one_host(target: str, identity: str | None) -> Any:
+    hosts = api.resolve_hosts([target], identity=identity)
+    if len(hosts) != 1:
+        raise UsageError(f"{target!r} names {len(hosts)} hosts; keys works on one host at a time")
+    return hosts[0]
+
+
+@main.group()
+def keys() -> None:
+    """The deploy user's SSH keys on a provisioned host (who may git push and run app commands)."""
+
+
+identity_option = click.option(
+    "-i", "--identity", type=click.Path(dir_okay=False), help="SSH private key of the admin login."
+)
+
+
+@keys.command(name="list")
+@click.argument("target")
+@identity_option
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON on stdout.")
+def keys_list(target: str, identity: str | None, as_json: bool) -> None:
+    """List the deploy keys of TARGET: name, type, fingerprint."""
+    from . import keys as deploy_keys
+
+    found = deploy_keys.list_keys(one_host(target, identity))
+    if as_json:
+        out.print_json(json.dumps([k.__dict__ for k in found]))
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("name", "type", "fingerprint"):
+        table.add_column(col)
+    for key in found:
+        table.add_row(escape(key.name), key.type, key.fingerprint)
+    out.print(table)
+
+
+@keys.command(name="add")
+@click.argument("target")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False), help="Public key file.")
+@click.option("--name", required=True, help="A name for the key, e.g. alice-laptop.")
+@identity_option
+def keys_add(target: str, key_file: str, name: str, identity: str | None) -> None:
+    """Allow the public key in FILE to deploy to TARGET, under NAME."""
+    from . import keys as deploy_keys
+
+    out.print(escape(deploy_keys.add_key(one_host(target, identity), name, key_file)), highlight=False)
+
+
+@keys.command(name="remove")
+@click.argument("target")
+@click.argument("name")
+@identity_option
+def keys_remove(target: str, name: str, identity: str | None) -> None:
+    """Stop the key NAME from deploying to TARGET."""
+    from . import keys as deploy_keys
+
+    out.print(escape(deploy_keys.remove_key(one_host(target, identity), name)), highlight=False)
 
 
 # --- demo -------------------------------------------------------------------------------------------

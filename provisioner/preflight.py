@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import HostErrors, ProvisionerError, UsageError
 from .targets import Host
@@ -166,8 +167,8 @@ def connection_error(host: Host, exc: BaseException) -> ProvisionerError:
     return ProvisionerError(f"unexpected error while connecting: {type(exc).__name__}: {exc}", host=host.name)
 
 
-def gather(host: Host, known_hosts: Path | None = None) -> Facts:
-    """Connect with fabric and read the facts; raises ProvisionerError with one clear line."""
+def connection(host: Host, known_hosts: Path | None = None) -> Any:
+    """A fabric Connection (not yet open) with our timeouts, key and known hosts."""
     import paramiko
     from fabric import Config, Connection
 
@@ -191,6 +192,12 @@ def gather(host: Host, known_hosts: Path | None = None) -> Facts:
             if path and path.exists():
                 with contextlib.suppress(OSError, paramiko.SSHException):
                     conn.client.load_host_keys(str(path))
+    return conn
+
+
+def gather(host: Host, known_hosts: Path | None = None) -> Facts:
+    """Connect with fabric and read the facts; raises ProvisionerError with one clear line."""
+    conn = connection(host, known_hosts)
     try:
         result = conn.run(FACTS_SCRIPT, hide=True, warn=True, in_stream=False)
     except Exception as exc:  # mapped to one clear line, never a traceback

@@ -283,6 +283,9 @@ def run_playbook(
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
+        # ansible-runner keeps the extra vars in env/extravars for the run; they may hold proxy or index
+        # credentials, so they do not outlive it (tasks that use them are no_log, so no event holds them).
+        (pdd / "env" / "extravars").unlink(missing_ok=True)
     status = "cancelled" if cancelled.is_set() else str(runner.status)
     return RunResult(
         rc=int(runner.rc if runner.rc is not None else 1),

@@ -1,0 +1,78 @@
+"""Deploy keys of provisioned hosts, managed from the controller without a full `up`.
+
+Runs the host's root-only `provisioner-keys` (installed by the receiver role) over SSH as the admin user
+(root, or a passwordless-sudo user), with the public key on stdin.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from . import preflight
+from .errors import ProvisionerError, UsageError
+from .hostvars import public_key
+from .targets import Host
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+TOOL = "/usr/local/sbin/provisioner-keys"
+
+
+@dataclass(frozen=True)
+class DeployKey:
+    name: str
+    type: str
+    fingerprint: str
+
+
+def key_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name or "") or ".." in name:
+        raise UsageError(
+            f"invalid key name {name!r}: use 1-64 lowercase letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _run(host: Host, args: list[str], stdin: str = "") -> str:
+    """Run the host's keys tool as root; its `error:` line becomes ours."""
+    sudo = "" if host.user == "root" else "sudo -n "
+    command = f"{sudo}{TOOL} {shlex.join(args)}"
+    conn = preflight.connection(host)
+    try:
+        result = conn.run(command, hide=True, warn=True, in_stream=io.StringIO(stdin))
+    except Exception as exc:  # mapped to one clear line, never a traceback
+        raise preflight.connection_error(host, exc) from exc
+    finally:
+        conn.close()
+    if result.exited != 0:
+        detail = (result.stderr or result.stdout or "").strip().splitlines()
+        message = detail[-1].removeprefix("error: ") if detail else f"exit code {result.exited}"
+        if result.exited == 127 or "No such file" in message or "command not found" in message:
+            raise ProvisionerError(
+                "this host has no deploy keys tool", host=host.name, fix="run `provisioner up` on it first"
+            )
+        if "a password is required" in message or "sudo:" in message:
+            raise ProvisionerError(
+                f"user {host.user!r} is not root and has no passwordless sudo", host=host.name
+            )
+        raise ProvisionerError(message, host=host.name)
+    return str(result.stdout)
+
+
+def list_keys(host: Host) -> list[DeployKey]:
+    data: list[dict[str, Any]] = json.loads(_run(host, ["list", "--json"]) or "[]")
+    return [DeployKey(d["name"], d["type"], d["fingerprint"]) for d in data]
+
+
+def add_key(host: Host, name: str, key_file: str) -> str:
+    key = public_key(key_file)  # validated here first: a clear error before any connection
+    return _run(host, ["add", key_name(name)], stdin=key + "\n").strip()
+
+
+def remove_key(host: Host, name: str) -> str:
+    return _run(host, ["remove", key_name(name)]).strip()

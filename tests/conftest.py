@@ -62,3 +62,18 @@ def provisioner_home(tmp_path_factory):
         home = tmp_path_factory.mktemp("provisioner-home")
     os.environ["PROVISIONER_HOME"] = str(home)
     return home
+
+
+# Figures the issues ask for (speed, counts), printed at the end of the run: `record_figure(name, text)`.
+FIGURES: dict[str, str] = {}
+
+
+def record_figure(name: str, text: str) -> None:
+    FIGURES[name] = text
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for name, text in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {text}")

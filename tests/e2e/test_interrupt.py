@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT, record_figure, run_cli
 
-WINDOWS = [(15.0, 45.0), (60.0, 140.0), (150.0, 260.0)]
+WINDOWS = [(15.0, 45.0), (50.0, 110.0), (110.0, 200.0)]
 
 
 def descendants(pid: int) -> list[int]:

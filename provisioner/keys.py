@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from . import preflight
 from .errors import ProvisionerError, UsageError
+from .hostcmd import keys as host_keys
 from .hostvars import public_key
 from .targets import Host
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 TOOL = "/usr/local/sbin/provisioner-keys"
 
 
@@ -29,13 +28,12 @@ class DeployKey:
     fingerprint: str
 
 
-def key_name(name: str) -> str:
-    if not NAME_RE.fullmatch(name or "") or ".." in name:
-        raise UsageError(
-            f"invalid key name {name!r}: use 1-64 lowercase letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit"
-        )
-    return name
+def key_name(name: str, *, new: bool) -> str:
+    """The host's own rule, checked here first: a bad name never costs a connection."""
+    try:
+        return host_keys.key_name(name, managed=not new)
+    except host_keys.KeyError_ as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run(host: Host, args: list[str], stdin: str = "") -> str:
@@ -71,8 +69,8 @@ def list_keys(host: Host) -> list[DeployKey]:
 
 def add_key(host: Host, name: str, key_file: str) -> str:
     key = public_key(key_file)  # validated here first: a clear error before any connection
-    return _run(host, ["add", key_name(name)], stdin=key + "\n").strip()
+    return _run(host, ["add", key_name(name, new=True)], stdin=key + "\n").strip()
 
 
 def remove_key(host: Host, name: str) -> str:
-    return _run(host, ["remove", key_name(name)]).strip()
+    return _run(host, ["remove", key_name(name, new=False)]).strip()

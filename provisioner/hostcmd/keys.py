@@ -12,13 +12,13 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import re
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .store import write_atomic
 
 KEY_TYPES = (
     "ssh-ed25519",
@@ -175,20 +175,6 @@ class KeyStore:
         if dry_run and changed:
             return True
         return self.render(dry_run) or changed
-
-
-def write_atomic(path: Path, content: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 USAGE = """\

@@ -23,13 +23,16 @@ class LockTimeout(RuntimeError):
 
 
 def write_json(path: Path, data: Any, mode: int = 0o600) -> None:
-    """Atomic write: a reader sees the old file or the new one, never half of one."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
+
+
+def write_atomic(path: Path, content: str, mode: int) -> None:
+    """A reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            fh.write(content)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -6,6 +6,7 @@ It never starts a shell: anything it does not know gets the help text.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -173,7 +174,6 @@ def report_failure(app: App, exc: Exception) -> None:
 
 
 def deploy(app: App, sha: str, description: str, locked: bool = False) -> dict[str, object]:
-    import contextlib
     import time
 
     started = time.monotonic()
@@ -504,18 +504,16 @@ def cmd_cleanup(settings: Settings, args: list[str]) -> None:
         if len(args) != 2 or args[0] != "--keep" or not args[1].isdigit() or not 1 <= int(args[1]) <= 1000:
             raise UserError("usage: cleanup [--keep N] with N from 1 to 1000")
         keep = int(args[1])
-    free_before = free_mb(settings)
+    root = build.docker_root()
+    free_before = build.free_mb(root)
     report = cleanup.cleanup(settings, err, keep)
     for name, versions in sorted(report.kept.items()):
         out(f"{name}: keeping " + (", ".join(f"v{v}" for v in versions) or "no release"))
     for name in report.busy:
         out(f"{name}: skipped, a deploy is running")
-    freed = max(0, free_mb(settings) - free_before)
-    out(f"removed {len(report.removed_images)} image(s); {freed} MB freed; {free_mb(settings)} MB free")
-
-
-def free_mb(settings: Settings) -> int:
-    return build.free_mb(build.docker_root())
+    free_after = build.free_mb(root)
+    freed = max(0, free_after - free_before)
+    out(f"removed {len(report.removed_images)} image(s); {freed} MB freed; {free_after} MB free")
 
 
 COMMANDS: dict[str, Callable[[Settings, list[str]], None]] = {

@@ -162,11 +162,7 @@ def up(
     )
     checked = None
     if options.verify and not options.check and result.ok:
-        skip, ports = hostvars.verify_expectations(extra)
-        expect = VerifyOptions(skip=skip, ca_certs=options.ca_certs)
-        if ports is not None:
-            expect.firewall_ports = ports
-        checked = verify(hosts, expect, options.forks)
+        checked = verify(hosts, VerifyOptions(ca_certs=options.ca_certs), options.forks)
     return UpResult(
         hosts=result.progress.hosts,
         seconds=time.monotonic() - started,
@@ -185,7 +181,7 @@ class VerifyOptions:
     disk_min: float = 5.0
     disk_warn: float = 15.0
     ca_certs: list[str] = field(default_factory=list)
-    firewall_ports: list[int] = field(default_factory=lambda: [22, 80, 443])
+    firewall_ports: list[int] | None = None  # None: each host's own security settings say
 
 
 def verify(hosts: list[Host], options: VerifyOptions, forks: int = 5) -> Any:

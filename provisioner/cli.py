@@ -238,7 +238,9 @@ def render_verify(result: Any) -> None:
     )
 
 
-def parse_firewall_ports(value: str) -> list[int]:
+def parse_firewall_ports(value: str | None) -> list[int] | None:
+    if value is None:
+        return None  # each host's own security settings say
     from .verify import checks
 
     try:
@@ -272,10 +274,10 @@ def verify_failures(result: Any) -> list[str]:
 )
 @click.option(
     "--firewall-ports",
-    default="22,80,443",
-    show_default=True,
+    default=None,
     callback=lambda _ctx, _param, value: parse_firewall_ports(value),
-    help="TCP ports the firewall must open, comma-separated (the ports sshd listens on are added).",
+    help="TCP ports the firewall must open, comma-separated (the ports sshd listens on are added); "
+    "default: the ports the host's security role was given.",
 )
 @click.option(
     "--json", "json_file", type=click.Path(dir_okay=False), help="Write the results as JSON to FILE."
@@ -296,7 +298,7 @@ def verify(
     disk_min: float,
     disk_warn: float,
     ca_certs: tuple[str, ...],
-    firewall_ports: list[int],
+    firewall_ports: list[int] | None,
     json_file: str | None,
     junit_file: str | None,
     list_checks: bool,

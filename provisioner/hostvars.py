@@ -9,7 +9,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import program
 from .errors import UsageError
+from .hostcmd import keys as host_keys
 from .targets import Host, valid_hostname
 
 PEM_RE = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
@@ -98,32 +100,6 @@ def parse_extra_vars(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def ansible_bool(value: Any) -> bool:
-    """An extra var read the way Ansible's `bool` filter reads it ("false", "no", "0", "off" are false)."""
-    return str(value).strip().lower() in ("true", "yes", "on", "1", "y", "t")
-
-
-def verify_expectations(extra: Mapping[str, Any]) -> tuple[list[str], list[int] | None]:
-    """The checks `up`'s own verify run skips, and the firewall ports it expects, given the security role's
-    variables on the command line (-e): (skip, ports); ports None means the default."""
-    skip = []
-    if not ansible_bool(extra.get("security_firewall", True)):
-        skip.append("firewall_active")
-    if (
-        not ansible_bool(extra.get("security_ssh_hardening", True))
-        or ansible_bool(extra.get("security_ssh_password_authentication", False))
-        or ansible_bool(extra.get("security_ssh_kbd_interactive_authentication", False))
-        or str(extra.get("security_ssh_permit_root_login", "")).strip() == "yes"
-    ):
-        skip.append("ssh_password_auth_off")
-    ports = extra.get("security_firewall_allowed_tcp_ports")
-    return skip, None if ports is None else sorted({int(p) for p in re.findall(r"\d+", str(ports))})
-
-
-KEY_RE = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|"
-    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\r\n\"]*)?$"
-)
 DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 
 
@@ -133,10 +109,10 @@ def public_key(file: str) -> str:
         lines = [ln.strip() for ln in Path(file).expanduser().read_text().splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError):
         raise UsageError(f"deploy key {file!r} cannot be read") from None
-    if len(lines) != 1 or not KEY_RE.fullmatch(lines[0]):
-        raise UsageError(
-            f"deploy key {file!r} is not one OpenSSH public key line (e.g. ssh-ed25519 AAAA... name)"
-        )
+    try:  # the host's own rule (hostcmd/keys.py), checked here first: a bad key never costs a run
+        host_keys.parse_key("\n".join(lines), "up")
+    except host_keys.KeyError_ as exc:
+        raise UsageError(f"deploy key {file!r}: {exc}") from None
     return lines[0]
 
 
@@ -172,6 +148,6 @@ def extra_vars(
         result["base_apt_proxy"] = validate_url("--apt-proxy", apt_proxy)
     if pip_index_url:
         result["base_pip_index_url"] = validate_url("--pip-index-url", pip_index_url)
-    result["receiver_source_dir"] = str(Path(__file__).resolve().parent / "hostcmd")
+    result["receiver_program_archive"] = str(program.archive())
     result.update(extra or {})
     return result

@@ -249,7 +249,7 @@ def cmd_apps_destroy(settings: Settings, args: list[str]) -> None:
     with app.lock():
         for inst in sched.instances(app.name):
             sched.stop(inst, grace=5)
-        nginx.apply(Path(settings.nginx_apps_dir), app.name, None)
+        nginx.apply(Path(settings.vhosts_dir), app.name, None)
         images = subprocess.run(
             ["docker", "images", "-q", f"provisioner-app/{app.name}"], capture_output=True, text=True
         ).stdout.split()
@@ -465,7 +465,7 @@ def _route(app: App) -> None:
         for i in LocalDocker().instances(app.name)
         if i.process == "web" and i.host_port and i.version == current["version"]
     ]
-    nginx.apply(Path(app.settings.nginx_apps_dir), app.name, nginx.render(app.name, app.all_domains(), ports))
+    nginx.apply(Path(app.settings.vhosts_dir), app.name, nginx.render(app.name, app.all_domains(), ports))
 
 
 def cmd_domains_change(settings: Settings, args: list[str], add: bool) -> None:

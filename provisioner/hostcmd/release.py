@@ -159,7 +159,7 @@ def activate(app: App, release: dict[str, Any], say: Say, sched: Scheduler | Non
                     f"{inst.process}.{inst.index} exited right after starting", sched.log_tail(inst)
                 )
         ports = [i.host_port for i in started if i.process == "web" and i.host_port]
-        nginx.apply(Path(settings.nginx_apps_dir), app.name, nginx.render(app.name, app.all_domains(), ports))
+        nginx.apply(Path(settings.vhosts_dir), app.name, nginx.render(app.name, app.all_domains(), ports))
     except BaseException:
         for inst in started:
             sched.stop(inst, grace=2)

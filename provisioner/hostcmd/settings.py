@@ -1,46 +1,61 @@
-"""Host settings written by the roles: /etc/provisioner/host.json (base) and deploy.json (receiver)."""
+"""Host settings written by the roles, read by the host program and by `provisioner verify` alike.
+
+/etc/provisioner/host.json (base role: the apps domain) and deploy.json (receiver role: everything else).
+Each field's default here is the role default of the variable that sets it (the role templates name the
+variable of each key); tests/unit/test_settings_agree.py fails when the two disagree.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(os.environ.get("PROVISIONER_HOST_CONFIG_DIR", "/etc/provisioner"))
+FILES = ("host.json", "deploy.json")  # later files win
+PROGRAM = "/usr/local/bin/provisioner-host"  # the deploy user's forced command (receiver_program)
 
 
 @dataclass(frozen=True)
 class Settings:
-    domain: str = ""
-    apps_dir: str = "/var/lib/provisioner/apps"
-    nginx_apps_dir: str = "/etc/nginx/apps.d"
-    buildpacks_dir: str = "/var/lib/provisioner/buildpacks"
-    run_image: str = "provisioner/stack-run:bookworm"
-    build_image: str = "provisioner/stack-build:bookworm"
-    deploy_branch: str = "main"
-    memory_limit: str = "512m"
-    healthcheck_timeout: int = 60
-    retire_grace: float = 3.0
-    container_port: int = 5000
+    domain: str = ""  # base_domain
+    user: str = "deploy"  # receiver_user
+    apps_dir: str = "/var/lib/provisioner/apps"  # receiver_apps_dir
+    vhosts_dir: str = "/var/lib/provisioner/nginx"  # receiver_vhosts_dir
+    buildpacks_dir: str = "/var/lib/provisioner/buildpacks"  # buildpacks_dir
+    run_image: str = "provisioner/stack-run:bookworm"  # buildpacks_run_image
+    build_image: str = "provisioner/stack-build:bookworm"  # buildpacks_build_image
+    deploy_branch: str = "main"  # receiver_deploy_branch
+    memory_limit: str = "512m"  # receiver_memory_limit
+    healthcheck_timeout: int = 60  # receiver_healthcheck_timeout
+    retire_grace: float = 3.0  # receiver_retire_grace
+    container_port: int = 5000  # receiver_container_port
+    keep_releases: int = 3  # receiver_keep_releases
+    build_min_free_mb: int = 1024  # receiver_build_min_free_mb
+    # Written by the base role at fixed paths (not settings of their own).
     ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
     pip_conf: str = "/etc/pip.conf"
     proxy_env: str = "/etc/provisioner/proxy.env"
-    network: str = "provisioner"
-    keep_releases: int = 3
-    build_min_free_mb: int = 1024
 
     @classmethod
     def load(cls, directory: Path | None = None) -> Settings:
-        directory = directory or CONFIG_DIR
-        data: dict[str, Any] = {}
-        for name in ("host.json", "deploy.json"):
-            path = directory / name
-            if path.exists():
-                data.update(json.loads(path.read_text()))
+        return cls.from_data(*(json.loads(p.read_text()) for p in cls.paths(directory) if p.exists()))
+
+    @classmethod
+    def from_data(cls, *sources: Mapping[str, Any]) -> Settings:
+        """Settings from the parsed files (later ones win); unknown keys are ignored."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        merged: dict[str, Any] = {}
+        for data in sources:
+            merged.update({k: v for k, v in data.items() if k in known})
+        return cls(**merged)
+
+    @staticmethod
+    def paths(directory: Path | None = None) -> list[Path]:
+        return [(directory or CONFIG_DIR) / name for name in FILES]
 
     def app_url(self, app: str) -> str:
         return f"http://{app}.{self.domain}" if self.domain else f"http://{app}"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-DEPLOY_JSON = "/etc/provisioner/deploy.json"
-HOST_PROGRAM = "/usr/local/bin/provisioner-host"
-FORCED = f'restrict,command="{HOST_PROGRAM}" '
+from provisioner.hostcmd.keys import FORCED
+from provisioner.hostcmd.settings import CONFIG_DIR, PROGRAM, Settings
+
 UNKNOWN_HOST = "verify-unknown-host.invalid"
 FIREWALL_TABLE = "inet provisioner_firewall"
-FIREWALL_PORTS = (22, 80, 443)  # the security role's security_firewall_allowed_tcp_ports
+SECURITY_JSON = CONFIG_DIR / "security.json"  # written by the security role: what it was asked for
 
 TITLES = {
     "docker_running": "docker running and enabled",
@@ -39,20 +39,16 @@ TITLES = {
 }
 
 
-def settings(host: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "apps_dir": "/var/lib/provisioner/apps",
-        "nginx_apps_dir": "/var/lib/provisioner/nginx",
-        "run_image": "provisioner/stack-run:bookworm",
-        "build_image": "provisioner/stack-build:bookworm",
-        "user": "deploy",
-        "domain": "",
-    }
-    for path in ("/etc/provisioner/host.json", DEPLOY_JSON):
-        f = host.file(path)
-        if f.exists:
-            data.update(json.loads(f.content_string))
-    return data
+def settings(host: Any) -> Settings:
+    """The host's own settings, read the way the host program reads them (hostcmd.settings)."""
+    found = [host.file(str(path)) for path in Settings.paths()]
+    return Settings.from_data(*(json.loads(f.content_string) for f in found if f.exists))
+
+
+def security_settings(host: Any) -> dict[str, Any] | None:
+    """What the security role was asked for, or None on a host it never ran on."""
+    f = host.file(str(SECURITY_JSON))
+    return dict(json.loads(f.content_string)) if f.exists else None
 
 
 def parse_ports(text: str) -> list[int]:
@@ -200,6 +196,9 @@ def test_ports_listening(host: Any) -> None:
 
 
 def test_ssh_password_auth_off(host: Any) -> None:
+    asked = security_settings(host)
+    if asked is not None and asked.get("ssh_password_login"):
+        pytest.skip("password logins are allowed by choice (security_ssh_* variables)")
     cmd = host.run("/usr/sbin/sshd -T")
     assert cmd.rc == 0, f"sshd -T failed: {(cmd.stderr.strip().splitlines() or ['no output'])[-1]}"
     conf = sshd_settings(cmd.stdout)
@@ -214,6 +213,9 @@ def test_ssh_password_auth_off(host: Any) -> None:
 
 
 def test_firewall_active(host: Any, options: Any) -> None:
+    asked = security_settings(host)
+    if asked is not None and not asked.get("firewall", True):
+        pytest.skip("the firewall is off by choice (security_firewall: false)")
     assert host.exists("nft"), "nftables is not installed: no firewall"
     cmd = host.run("nft -j list table %s", FIREWALL_TABLE)
     assert cmd.rc == 0, f"no nftables table {FIREWALL_TABLE}: the firewall is off"
@@ -221,7 +223,13 @@ def test_firewall_active(host: Any, options: Any) -> None:
     assert policy == "drop", f"the input chain's policy is {policy or 'missing'}, not drop"
     assert not broad, "; ".join(broad)
     sshd = host.run("/usr/sbin/sshd -T")
-    expected = set(parse_ports(options.firewall_ports)) | (sshd_ports(sshd.stdout) if sshd.rc == 0 else set())
+    if options.firewall_ports is not None:
+        wanted = set(parse_ports(options.firewall_ports))
+    elif asked is not None:
+        wanted = {int(p) for p in asked.get("firewall_tcp_ports", [])}
+    else:
+        raise AssertionError(f"no {SECURITY_JSON}: the security role never ran here")
+    expected = wanted | (sshd_ports(sshd.stdout) if sshd.rc == 0 else set())
     problems = []
     if accepted - expected:
         problems.append(f"open but not expected: {port_list(accepted - expected)}")
@@ -261,23 +269,24 @@ def test_docker_daemon_settings(host: Any) -> None:
 
 
 def test_deploy_user(host: Any) -> None:
-    user = settings(host)["user"]
+    user = settings(host).user
     assert host.user(user).exists, f"user {user} does not exist"
     shadow = host.check_output("getent shadow %s | cut -d: -f2", user)
     assert shadow in ("*", "!", "!!", "!*") or shadow.startswith("!"), f"{user} has a password"
 
 
 def test_deploy_keys_restricted(host: Any) -> None:
-    user = settings(host)["user"]
+    user = settings(host).user
     if not host.user(user).exists:
         pytest.skip(f"needs user {user}")
     f = host.file(f"{host.user(user).home}/.ssh/authorized_keys")
     if not f.exists:
         return
+    forced = FORCED.format(program=PROGRAM) + " "
     bad = [
         line[:60]
         for line in f.content_string.splitlines()
-        if line.strip() and not line.startswith("#") and not line.startswith(FORCED)
+        if line.strip() and not line.startswith("#") and not line.startswith(forced)
     ]
     assert not bad, f"{len(bad)} key(s) without the forced command: {bad[0]}"
     assert f.user == "root" and not f.mode & 0o022, (
@@ -286,10 +295,9 @@ def test_deploy_keys_restricted(host: Any) -> None:
 
 
 def test_host_program(host: Any) -> None:
-    f = host.file(HOST_PROGRAM)
-    assert f.exists and f.mode & 0o111, f"{HOST_PROGRAM} is missing or not executable"
-    data = settings(host)
-    hooks = host.run("ls -d %s/*/repo.git/hooks 2>/dev/null", data["apps_dir"]).stdout.split()
+    f = host.file(PROGRAM)
+    assert f.exists and f.mode & 0o111, f"{PROGRAM} is missing or not executable"
+    hooks = host.run("ls -d %s/*/repo.git/hooks 2>/dev/null", settings(host).apps_dir).stdout.split()
     broken = [h for h in hooks if not host.file(f"{h}/pre-receive").mode & 0o111]
     assert not broken, f"pre-receive hook missing or not executable in {broken[0]}"
 
@@ -298,9 +306,7 @@ def test_stack_images(host: Any) -> None:
     need(host, "docker")
     data = settings(host)
     missing = [
-        img
-        for img in (data["run_image"], data["build_image"])
-        if host.run("docker image inspect %s", img).rc != 0
+        img for img in (data.run_image, data.build_image) if host.run("docker image inspect %s", img).rc != 0
     ]
     assert not missing, f"missing: {', '.join(missing)}"
 
@@ -330,14 +336,14 @@ def test_disk_free(host: Any, options: Any, record_property: Any) -> None:
 def test_apps_serving(host: Any) -> None:
     need(host, "docker", "nginx")
     data = settings(host)
-    apps = host.run("ls %s 2>/dev/null", data["apps_dir"]).stdout.split()
+    apps = host.run("ls %s 2>/dev/null", data.apps_dir).stdout.split()
     problems = []
     for app in apps:
-        current = host.file(f"{data['apps_dir']}/{app}/current.json")
+        current = host.file(f"{data.apps_dir}/{app}/current.json")
         if not current.exists:
             continue  # created, never deployed
         release = json.loads(current.content_string)
-        scale = host.file(f"{data['apps_dir']}/{app}/scale.json")
+        scale = host.file(f"{data.apps_dir}/{app}/scale.json")
         web = json.loads(scale.content_string).get("web", 1) if scale.exists else 1
         running = host.run(
             "docker ps -q --filter label=io.provisioner.app=%s --filter label=io.provisioner.process=web "
@@ -350,10 +356,10 @@ def test_apps_serving(host: Any) -> None:
             continue
         if web == 0:
             continue
-        if not host.file(f"{data['nginx_apps_dir']}/{app}.conf").exists:
+        if not host.file(f"{data.vhosts_dir}/{app}.conf").exists:
             problems.append(f"{app}: no vhost")
             continue
-        domain = f"{app}.{data['domain']}"
+        domain = f"{app}.{data.domain}"
         code = status_code(host, domain)
         if not code.isdigit() or not 200 <= int(code) < 400:
             problems.append(f"{app}: GET http://{domain}/ gave {code}")

@@ -13,8 +13,9 @@ def pytest_addoption(parser: Any) -> None:
     group.addoption("--disk-min", type=float, default=5.0, help="fail below this % of free disk")
     group.addoption(
         "--firewall-ports",
-        default="22,80,443",
-        help="TCP ports the firewall must accept, comma-separated (plus the ports sshd listens on)",
+        default=None,
+        help="TCP ports the firewall must accept, comma-separated (plus the ports sshd listens on); "
+        "default: the ports the security role was given (/etc/provisioner/security.json)",
     )
     group.addoption("--ca-pem", action="append", default=[], help="a PEM certificate the host must trust")
 

@@ -137,20 +137,18 @@ def run_checks(
     disk_min: float = 5.0,
     disk_warn: float = 15.0,
     ca_files: Iterable[str] = (),
-    firewall_ports: Iterable[int] = checks.FIREWALL_PORTS,
+    firewall_ports: Iterable[int] | None = None,
     forks: int = 5,
 ) -> VerifyResult:
     """One pytest run per host (in parallel), combined into one JUnit report with a suite per host."""
     expression = select(only, skip)
-    ports = sorted(set(firewall_ports))
-    bad = [p for p in ports if not 0 < p < 65536]
-    if bad:
-        raise UsageError(f"firewall port {bad[0]} is not a port number (1-65535)")
-    extra = [
-        f"--disk-min={disk_min}",
-        f"--disk-warn={disk_warn}",
-        f"--firewall-ports={','.join(map(str, ports))}",
-    ]
+    extra = [f"--disk-min={disk_min}", f"--disk-warn={disk_warn}"]
+    if firewall_ports is not None:  # else each host's own security settings say
+        ports = sorted(set(firewall_ports))
+        bad = [p for p in ports if not 0 < p < 65536]
+        if bad:
+            raise UsageError(f"firewall port {bad[0]} is not a port number (1-65535)")
+        extra.append(f"--firewall-ports={','.join(map(str, ports))}")
     extra += [f"--ca-pem={Path(ca).resolve()}" for ca in ca_files]
     if expression:
         extra += ["-k", expression]

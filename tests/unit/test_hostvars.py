@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from provisioner import hostvars
@@ -43,35 +45,48 @@ def test_ca_file_errors(tmp_path):
 
 
 def test_extra_vars_only_what_was_given():
-    assert set(hostvars.extra_vars()) == {"receiver_source_dir"}
-    assert hostvars.extra_vars()["receiver_source_dir"].endswith("provisioner/hostcmd")
+    assert set(hostvars.extra_vars()) == {"receiver_program_archive"}
+    assert hostvars.extra_vars()["receiver_program_archive"].endswith(".zip")
     assert hostvars.extra_vars(apt_proxy="http://proxy:3128")["base_apt_proxy"] == "http://proxy:3128"
     assert hostvars.parse_extra_vars(["docker_log_max_file=5"]) == {"docker_log_max_file": "5"}
     with pytest.raises(UsageError):
         hostvars.parse_extra_vars(["not a var=1"])
 
 
+def ed25519_line(comment: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    raw = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return f"{raw} {comment}"
+
+
 def test_deploy_keys(tmp_path):
+    line = ed25519_line("me@laptop")
     pub = tmp_path / "id.pub"
-    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me@laptop\n")
-    assert hostvars.deploy_keys([], [str(tmp_path / "id")]) == [
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me@laptop"
-    ]
+    pub.write_text(line + "\n")
+    assert hostvars.deploy_keys([], [str(tmp_path / "id")]) == [line]
     bad = tmp_path / "bad.pub"
-    bad.write_text('command="sh" ssh-ed25519 AAAA x\n')
-    with pytest.raises(UsageError, match="not one OpenSSH public key"):
+    bad.write_text(f'command="sh" {line}\n')
+    with pytest.raises(UsageError, match=r"bad\.pub.*not an OpenSSH public key"):
         hostvars.deploy_keys([str(bad)], [])
+    damaged = tmp_path / "damaged.pub"  # the host's rule: the base64 must hold a key of the named type
+    damaged.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me\n")
+    with pytest.raises(UsageError, match=r"damaged\.pub"):
+        hostvars.deploy_keys([str(damaged)], [])
 
 
 def test_ansible_vars_are_what_up_passes(tmp_path):
     from provisioner import api
 
+    line = ed25519_line("me")
     pub = tmp_path / "k.pub"
-    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me\n")
+    pub.write_text(line + "\n")
     data = api.ansible_vars("192.168.56.10", deploy_keys=[str(pub)])
     assert data["provisioner_domain"] == "192.168.56.10.sslip.io"
-    assert data["receiver_authorized_keys"] == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk me"]
-    assert data["receiver_source_dir"].endswith("hostcmd")
+    assert data["receiver_authorized_keys"] == [line]
+    assert Path(data["receiver_program_archive"]).is_file()
     assert api.ansible_vars("10.0.0.1", domain="apps.example.com")["provisioner_domain"] == "apps.example.com"
 
 

@@ -1,8 +1,9 @@
 """Pure parsing behind the security checks of `provisioner verify` (sshd -T, nft -j) and what `up` expects."""
 
+from pathlib import Path
+
 import pytest
 
-from provisioner import hostvars
 from provisioner.verify import checks
 
 SSHD_T = """port 22
@@ -85,23 +86,63 @@ def test_port_list_is_short():
     assert checks.port_list(set(range(1, 30)), limit=3) == "1, 2, 3 and 26 more"
 
 
-def test_up_verifies_what_the_extra_vars_asked_for():
-    assert hostvars.verify_expectations({}) == ([], None)
-    assert hostvars.verify_expectations({"security_firewall_allowed_tcp_ports": "443,22,8080"}) == (
-        [],
-        [22, 443, 8080],
+CASES = [
+    ({}, {"firewall": True, "firewall_tcp_ports": [22, 80, 443], "ssh_password_login": False}),
+    ({"security_firewall_allowed_tcp_ports": "443,22,8080"}, {"firewall_tcp_ports": [22, 443, 8080]}),
+    ({"security_firewall_allowed_tcp_ports": "[]"}, {"firewall_tcp_ports": []}),
+    ({"security_firewall": "false"}, {"firewall": False}),
+    ({"security_firewall": "yes"}, {"firewall": True}),
+    ({"security_ssh_hardening": "no"}, {"ssh_password_login": True}),
+    ({"security_ssh_password_authentication": "true"}, {"ssh_password_login": True}),
+    ({"security_ssh_kbd_interactive_authentication": "1"}, {"ssh_password_login": True}),
+    ({"security_ssh_permit_root_login": "yes"}, {"ssh_password_login": True}),
+    ({"security_ssh_permit_root_login": "no"}, {"ssh_password_login": False}),
+]
+
+
+def test_security_settings_say_what_the_variables_asked_for(tmp_path):
+    """The security role's security.json (what verify expects), rendered by Ansible itself from -e strings."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    role = Path(__file__).resolve().parents[2] / "roles" / "security"
+    tasks = [
+        {
+            "ansible.builtin.template": {
+                "src": str(role / "templates/etc/provisioner/security.json.j2"),
+                "dest": str(tmp_path / f"{i}.json"),
+            },
+            "vars": given,
+        }
+        for i, (given, _) in enumerate(CASES)
+    ]
+    play = [
+        {
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars_files": [str(role / "defaults/main.yml"), str(role / "vars/main.yml")],
+            "tasks": tasks,
+        }
+    ]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    bindir = Path(sys.executable).parent
+    proc = subprocess.run(
+        [
+            str(bindir / "ansible-playbook"),
+            *("-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}"),
+            str(tmp_path / "play.yml"),
+        ],
+        capture_output=True,
+        text=True,
     )
-    assert hostvars.verify_expectations({"security_firewall_allowed_tcp_ports": "[]"}) == ([], [])
-    assert hostvars.verify_expectations({"security_firewall": "false"}) == (["firewall_active"], None)
-    assert hostvars.verify_expectations({"security_firewall": "yes"}) == ([], None)
-    for name, value in [
-        ("security_ssh_hardening", "no"),
-        ("security_ssh_password_authentication", "true"),
-        ("security_ssh_kbd_interactive_authentication", "1"),
-        ("security_ssh_permit_root_login", "yes"),
-    ]:
-        assert hostvars.verify_expectations({name: value}) == (["ssh_password_auth_off"], None), name
-    assert hostvars.verify_expectations({"security_ssh_permit_root_login": "no"}) == ([], None)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    for i, (given, wanted) in enumerate(CASES):
+        data = json.loads((tmp_path / f"{i}.json").read_text())
+        assert {k: data[k] for k in wanted} == wanted, given
 
 
 def test_every_check_has_a_title():

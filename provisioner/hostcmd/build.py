@@ -34,10 +34,6 @@ class BuildResult:
     port: int | None = None
 
 
-def image_name(app: str, version: int) -> str:
-    return f"provisioner-app/{app}:v{version}"
-
-
 def export_source(repo: Path, sha: str, dest: Path) -> None:
     """The pushed tree, without .git, via `git archive` (works inside the pre-receive quarantine)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -51,20 +47,6 @@ def export_source(repo: Path, sha: str, dest: Path) -> None:
         archive.stdout.close()
     if archive.wait() != 0 or untar.returncode != 0:
         raise BuildError(f"could not export commit {sha[:12]}")
-
-
-def stream(cmd: list[str], say: Say) -> tuple[int, list[str]]:
-    """Run a command, passing each output line to the pusher; keep the last lines for errors."""
-    tail: list[str] = []
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        say(line)
-        tail = [*tail[-19:], line]
-    return proc.wait(), tail
 
 
 def docker_root() -> str:
@@ -122,10 +104,8 @@ def build_args(settings: Settings) -> list[str]:
 
 def build_dockerfile(app: str, version: int, source: Path, settings: Settings, say: Say) -> BuildResult:
     say("-----> Dockerfile app detected")
-    image = image_name(app, version)
-    rc, tail = stream(
-        ["docker", "build", "--pull=false", "-t", image, *build_args(settings), str(source)], say
-    )
+    image = docker.app_image(app, version)
+    rc, tail = docker.stream(["build", "--pull=false", "-t", image, *build_args(settings), str(source)], say)
     if rc != 0:
         raise failure("docker build failed", rc, tail)
     exposed = sorted(docker.image_config(image).get("ExposedPorts") or {})
@@ -141,11 +121,8 @@ def buildpack_urls(source: Path, config: dict[str, str]) -> list[str]:
     if config.get("BUILDPACK_URL"):
         urls = [config["BUILDPACK_URL"].strip()]
     elif (source / ".buildpacks").is_file():
-        urls = [
-            ln.strip()
-            for ln in (source / ".buildpacks").read_text().splitlines()
-            if ln.strip() and not ln.startswith("#")
-        ]
+        lines = [ln.strip() for ln in (source / ".buildpacks").read_text().splitlines()]
+        urls = [ln for ln in lines if ln and not ln.startswith("#")]
     for url in urls:
         if not URL_RE.fullmatch(url):
             raise BuildError(
@@ -233,7 +210,6 @@ def run_buildpack(
         mounts += ["-v", f"{settings.pip_conf}:/etc/pip.conf:ro"]
     args = {"detect": ["/app"], "compile": ["/app", "/cache", "/env"], "release": ["/app"]}[script]
     cmd = [
-        "docker",
         "run",
         "--rm",
         "--name",
@@ -251,7 +227,7 @@ def run_buildpack(
         settings.build_image,
         *args,
     ]
-    return stream(cmd, say)
+    return docker.stream(cmd, say)
 
 
 def build_buildpacks(
@@ -308,7 +284,7 @@ def build_buildpacks(
                 )
                 if rc == 0:
                     defaults.update(procfile.parse_release_yaml("\n".join(out)))
-        image = image_name(app, version)
+        image = docker.app_image(app, version)
         say("-----> Building the app image")
         context = work / "context"
         context.mkdir()
@@ -316,9 +292,7 @@ def build_buildpacks(
             f"FROM {settings.run_image}\nCOPY --chown=1000:1000 app/ /app/\nUSER 1000\nWORKDIR /app\n"
         )
         shutil.copytree(source, context / "app", symlinks=True)
-        rc, tail = stream(
-            ["docker", "build", "--pull=false", "-q", "-t", image, str(context)], lambda _l: None
-        )
+        rc, tail = docker.stream(["build", "--pull=false", "-q", "-t", image, str(context)], lambda _l: None)
         if rc != 0:
             raise failure("building the app image failed", rc, tail)
         return BuildResult(image, "buildpacks", defaults, settings.container_port)

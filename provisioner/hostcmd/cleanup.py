@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import docker, names
-from .store import App, LockTimeout, list_apps
+from .settings import Settings
+from .store import App, LockTimeout, Release, list_apps
 
 Say = Callable[[str], None]
-APP_IMAGES = "provisioner-app/"
 STALE_TMP_SECONDS = 3600
 
 
@@ -31,44 +30,25 @@ class Report:
     reclaimed_bytes: int = 0
 
 
-def releases_to_keep(releases: list[dict[str, Any]], current: dict[str, Any] | None, keep: int) -> list[int]:
+def releases_to_keep(releases: list[Release], current: Release | None, keep: int) -> list[int]:
     """Versions whose images stay: the last `keep` releases, and the current one whatever its age."""
-    versions = sorted(int(r["version"]) for r in releases)
+    versions = sorted(r.version for r in releases)
     kept = versions[-keep:] if keep > 0 else []
-    if current and int(current["version"]) not in kept:
-        kept.append(int(current["version"]))
+    if current and current.version not in kept:
+        kept.append(current.version)
     return sorted(kept)
 
 
 def images_to_remove(
-    images: list[str], releases: list[dict[str, Any]], kept_versions: list[int], in_use: set[str]
+    images: list[str], releases: list[Release], kept_versions: list[int], in_use: set[str]
 ) -> list[str]:
     """Tags of one app's images that no kept release and no container uses."""
-    wanted = {str(r["image"]) for r in releases if int(r["version"]) in kept_versions} | in_use
+    wanted = {r.image for r in releases if r.version in kept_versions} | in_use
     return sorted(tag for tag in images if tag not in wanted)
-
-
-def app_images() -> dict[str, list[str]]:
-    """provisioner-app/APP:TAG images by app name."""
-    found: dict[str, list[str]] = {}
-    for image in docker.api("GET", "/images/json") or []:
-        for tag in image.get("RepoTags") or []:
-            repo, _, _version = tag.rpartition(":")
-            if repo.startswith(APP_IMAGES):
-                found.setdefault(repo.removeprefix(APP_IMAGES), []).append(tag)
-    return found
 
 
 def images_in_use() -> set[str]:
     return {str(c.get("Image", "")) for c in docker.api("GET", "/containers/json", query={"all": 1}) or []}
-
-
-def remove_image(tag: str) -> bool:
-    try:
-        docker.api("DELETE", f"/images/{tag}")
-        return True
-    except docker.DockerError:
-        return False  # in use by a container we do not know about, or gone already
 
 
 def stale_temp_dirs(root: Path, now: float, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
@@ -90,10 +70,10 @@ def _me() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
-def cleanup(settings: Any, say: Say, keep: int | None = None) -> Report:
+def cleanup(settings: Settings, say: Say, keep: int | None = None) -> Report:
     keep = settings.keep_releases if keep is None else keep
     report = Report()
-    images = app_images()
+    images = docker.app_images()
     in_use = images_in_use()
     apps = list_apps(settings)
     for name in apps:
@@ -104,7 +84,7 @@ def cleanup(settings: Any, say: Say, keep: int | None = None) -> Report:
                 kept = releases_to_keep(releases, app.current(), keep)
                 report.kept[name] = kept
                 for tag in images_to_remove(images.get(name, []), releases, kept, in_use):
-                    if remove_image(tag):
+                    if docker.remove_image(tag):
                         report.removed_images.append(tag)
                 shutil.rmtree(app.cache_dir / "buildpacks", ignore_errors=True)  # fetched again per build
         except LockTimeout:
@@ -112,7 +92,7 @@ def cleanup(settings: Any, say: Say, keep: int | None = None) -> Report:
     for name, tags in images.items():
         if name not in apps and names.APP_RE.fullmatch(name):  # apps destroyed by hand
             for tag in tags:
-                if tag not in in_use and remove_image(tag):
+                if tag not in in_use and docker.remove_image(tag):
                     report.removed_images.append(tag)
     pruned = docker.api("POST", "/images/prune", query={"filters": '{"dangling":["true"]}'}) or {}
     report.reclaimed_bytes += int(pruned.get("SpaceReclaimed") or 0)

@@ -9,9 +9,11 @@ import os
 import socket
 import subprocess
 import urllib.parse
+from collections.abc import Callable, Iterator
 from typing import Any
 
 SOCKET = os.environ.get("PROVISIONER_DOCKER_SOCKET", "/var/run/docker.sock")
+APP_REPO = "provisioner-app/"  # app images are provisioner-app/APP:vN
 
 
 class DockerError(RuntimeError):
@@ -48,9 +50,11 @@ def api(
         conn.close()
     if resp.status >= 400:
         try:
-            message = json.loads(data).get("message", data.decode(errors="replace"))
+            parsed = json.loads(data)
         except ValueError:
-            message = data.decode(errors="replace")
+            parsed = None
+        text = data.decode(errors="replace")
+        message = str(parsed.get("message", text)) if isinstance(parsed, dict) else text
         raise DockerError(f"docker: {message.strip()}")
     if not data:
         return None
@@ -94,3 +98,59 @@ def inspect(name: str) -> dict[str, Any]:
 def logs_tail(name: str, lines: int = 20) -> str:
     proc = cli("logs", "--tail", str(lines), name, check=False)
     return ((proc.stdout or "") + (proc.stderr or "")).strip()
+
+
+def stream(args: list[str], say: Callable[[str], None]) -> tuple[int, list[str]]:
+    """Run a docker command, passing each output line to say; returns its exit code and last 20 lines."""
+    tail: list[str] = []
+    proc = subprocess.Popen(
+        ["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        say(line)
+        tail = [*tail[-19:], line]
+    return proc.wait(), tail
+
+
+def follow_logs(name: str, lines: int, follow: bool) -> Iterator[str]:
+    """A container's last log lines (stdout and stderr), then new ones while follow."""
+    cmd = ["docker", "logs", "--tail", str(lines), *(["-f"] if follow else []), name]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            yield line.rstrip("\n")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --- app images --------------------------------------------------------------------------------------------
+
+
+def app_image(app: str, version: int) -> str:
+    return f"{APP_REPO}{app}:v{version}"
+
+
+def app_images() -> dict[str, list[str]]:
+    """provisioner-app/APP:TAG images by app name."""
+    found: dict[str, list[str]] = {}
+    for image in api("GET", "/images/json") or []:
+        for tag in image.get("RepoTags") or []:
+            repo, _, _version = tag.rpartition(":")
+            if repo.startswith(APP_REPO):
+                found.setdefault(repo.removeprefix(APP_REPO), []).append(tag)
+    return found
+
+
+def remove_image(ref: str, force: bool = False) -> bool:
+    """False when it is in use by a container, or gone already."""
+    try:
+        api("DELETE", f"/images/{urllib.parse.quote(ref, safe='')}", query={"force": 1} if force else None)
+        return True
+    except DockerError:
+        return False

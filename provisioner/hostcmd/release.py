@@ -9,14 +9,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from . import nginx
 from .procfile import HealthCheck
 from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler
-from .store import App
+from .store import App, Release
 
 Say = Callable[[str], None]
 
@@ -25,37 +23,6 @@ class ReleaseError(RuntimeError):
     def __init__(self, message: str, tail: str = "") -> None:
         super().__init__(message)
         self.tail = tail
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def new_release(
-    app: App,
-    *,
-    image: str,
-    processes: dict[str, str],
-    release_command: str | None,
-    health: HealthCheck,
-    port: int | None,
-    commit: str,
-    description: str,
-    kind: str,
-) -> dict[str, Any]:
-    return {
-        "version": app.next_version(),
-        "image": image,
-        "kind": kind,
-        "commit": commit,
-        "processes": processes,
-        "release_command": release_command,
-        "health": {"kind": health.kind, "path": health.path, "timeout": health.timeout},
-        "port": port or app.settings.container_port,
-        "config": app.config(),
-        "created": now(),
-        "description": description,
-    }
 
 
 def http_ok(port: int, path: str) -> tuple[bool, str]:
@@ -78,8 +45,8 @@ def tcp_ok(port: int) -> tuple[bool, str]:
         return False, str(exc)
 
 
-def wait_healthy(sched: Scheduler, inst: Instance, health: dict[str, Any], say: Say) -> None:
-    timeout = float(health.get("timeout", 60))
+def wait_healthy(sched: Scheduler, inst: Instance, health: HealthCheck, say: Say) -> None:
+    timeout = float(health.timeout)
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -89,18 +56,14 @@ def wait_healthy(sched: Scheduler, inst: Instance, health: dict[str, Any], say: 
             )
         if inst.host_port:
             ok, last = (
-                http_ok(inst.host_port, health["path"])
-                if health["kind"] == "http"
-                else tcp_ok(inst.host_port)
+                http_ok(inst.host_port, health.path) if health.kind == "http" else tcp_ok(inst.host_port)
             )
             if ok:
                 say(f"       {inst.process}.{inst.index} is healthy ({last})")
                 return
         time.sleep(0.5)
     what = (
-        f"GET {health['path']} answering 2xx/3xx"
-        if health["kind"] == "http"
-        else "its port accepting connections"
+        f"GET {health.path} answering 2xx/3xx" if health.kind == "http" else "its port accepting connections"
     )
     raise ReleaseError(
         f"{inst.process}.{inst.index} failed its health check ({what}) within {timeout:.0f} s: last {last}",
@@ -108,12 +71,26 @@ def wait_healthy(sched: Scheduler, inst: Instance, health: dict[str, Any], say: 
     )
 
 
-def activate(app: App, release: dict[str, Any], say: Say, sched: Scheduler | None = None) -> list[Instance]:
+def route(app: App, ports: list[int]) -> None:
+    """Point the app's domains at these web ports (nginx checks the config before it reloads)."""
+    nginx.apply(Path(app.settings.vhosts_dir), app.name, nginx.render(app.name, app.all_domains(), ports))
+
+
+def serving_ports(app: App, release: Release, sched: Scheduler) -> list[int]:
+    """The host ports of the release's running web processes."""
+    return [
+        i.host_port
+        for i in sched.instances(app.name)
+        if i.process == "web" and i.host_port and i.version == release.version
+    ]
+
+
+def activate(app: App, release: Release, say: Say, sched: Scheduler | None = None) -> list[Instance]:
     """Run a release: release command, new processes, health checks, nginx switch, retire the old."""
     sched = sched or LocalDocker()
     settings = app.settings
-    processes: dict[str, str] = release["processes"]
-    env = dict(release["config"])
+    processes = release.processes
+    env = dict(release.config)
     scale = app.scale()
     if scale.get("web", 0) > 0 and "web" not in processes:
         raise ReleaseError("no 'web' process: add a Procfile with 'web: <command>' (or scale web=0)")
@@ -123,17 +100,17 @@ def activate(app: App, release: dict[str, Any], say: Say, sched: Scheduler | Non
             app=app.name,
             process=process,
             index=index,
-            version=release["version"],
-            image=release["image"],
+            version=release.version,
+            image=release.image,
             command=command or None,
             env=env,
-            port=release["port"] if process == "web" else None,
+            port=release.port if process == "web" else None,
             memory=env.get("MEMORY_LIMIT") or settings.memory_limit,
         )
 
-    if release.get("release_command"):
-        say(f"-----> Running release command: {release['release_command']}")
-        rc, output = sched.run_once(spec("release", 0, release["release_command"]))
+    if release.release_command:
+        say(f"-----> Running release command: {release.release_command}")
+        rc, output = sched.run_once(spec("release", 0, release.release_command))
         for line in output.splitlines()[-20:]:
             say(f"       {line}")
         if rc != 0:
@@ -151,15 +128,14 @@ def activate(app: App, release: dict[str, Any], say: Say, sched: Scheduler | Non
                 started.append(sched.start(spec(process, index, processes[process])))
         for inst in started:
             if inst.process == "web":
-                wait_healthy(sched, inst, release["health"], say)
+                wait_healthy(sched, inst, release.health, say)
         time.sleep(1 if any(i.process != "web" for i in started) else 0)
         for inst in started:
             if inst.process != "web" and not sched.alive(inst):
                 raise ReleaseError(
                     f"{inst.process}.{inst.index} exited right after starting", sched.log_tail(inst)
                 )
-        ports = [i.host_port for i in started if i.process == "web" and i.host_port]
-        nginx.apply(Path(settings.vhosts_dir), app.name, nginx.render(app.name, app.all_domains(), ports))
+        route(app, [i.host_port for i in started if i.process == "web" and i.host_port])
     except BaseException:
         for inst in started:
             sched.stop(inst, grace=2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,6 +49,7 @@ class Scheduler(Protocol):
     def alive(self, instance: Instance) -> bool: ...
     def run_once(self, spec: ProcessSpec, timeout: float = 600) -> tuple[int, str]: ...
     def log_tail(self, instance: Instance, lines: int = 20) -> str: ...
+    def logs(self, instance: Instance, lines: int, follow: bool) -> Iterator[str]: ...
 
 
 def memory_bytes(text: str) -> int:
@@ -165,3 +167,6 @@ class LocalDocker:
 
     def log_tail(self, instance: Instance, lines: int = 20) -> str:
         return docker.logs_tail(instance.name, lines)
+
+    def logs(self, instance: Instance, lines: int, follow: bool) -> Iterator[str]:
+        return docker.follow_logs(instance.name, lines, follow)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -11,11 +12,49 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import names
+from .procfile import HealthCheck
 from .settings import Settings
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Release:
+    """One numbered release: an image, the processes it runs, and the config it runs with."""
+
+    version: int
+    image: str
+    processes: dict[str, str]
+    port: int
+    config: dict[str, str] = field(default_factory=dict)
+    kind: str = "buildpacks"  # "buildpacks" or "dockerfile"
+    commit: str = ""
+    release_command: str | None = None
+    health: HealthCheck = field(default_factory=HealthCheck)
+    created: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Release:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["health"] = HealthCheck(**dict(data.get("health") or {}))
+        return cls(**values)
+
+    def again(self, version: int, description: str, **changes: Any) -> Release:
+        """The same release under a new number (config changes, rollback), created now."""
+        return dataclasses.replace(self, version=version, description=description, created=now(), **changes)
 
 
 class LockTimeout(RuntimeError):
@@ -72,29 +111,28 @@ class App:
     def set_config(self, config: dict[str, str]) -> None:
         write_json(self.dir / "config.json", config, 0o600)
 
-    # -- releases ----------------------------------------------------------------------------------
-    def releases(self) -> list[dict[str, Any]]:
-        return list(read_json(self.dir / "releases.json", []))
+    # -- releases (0600: they hold the config they ran with) ---------------------------------------
+    def releases(self) -> list[Release]:
+        return [Release.from_dict(r) for r in read_json(self.dir / "releases.json", [])]
 
-    def current(self) -> dict[str, Any] | None:
+    def current(self) -> Release | None:
         data = read_json(self.dir / "current.json", None)
-        return dict(data) if data else None
+        return Release.from_dict(data) if data else None
 
     def next_version(self) -> int:
-        releases = self.releases()
-        return max((r["version"] for r in releases), default=0) + 1
+        return max((r.version for r in self.releases()), default=0) + 1
 
-    def record_release(self, release: dict[str, Any]) -> None:
-        releases = [r for r in self.releases() if r["version"] != release["version"]]
+    def record_release(self, release: Release) -> None:
+        releases = [r for r in self.releases() if r.version != release.version]
         releases.append(release)
-        releases.sort(key=lambda r: r["version"])
-        write_json(self.dir / "releases.json", releases, 0o600)
+        releases.sort(key=lambda r: r.version)
+        write_json(self.dir / "releases.json", [r.to_dict() for r in releases], 0o600)
 
-    def set_current(self, release: dict[str, Any]) -> None:
-        write_json(self.dir / "current.json", release, 0o600)
+    def set_current(self, release: Release) -> None:
+        write_json(self.dir / "current.json", release.to_dict(), 0o600)
 
-    def release(self, version: int) -> dict[str, Any] | None:
-        return next((r for r in self.releases() if r["version"] == version), None)
+    def release(self, version: int) -> Release | None:
+        return next((r for r in self.releases() if r.version == version), None)
 
     # -- scale and domains -------------------------------------------------------------------------
     def scale(self) -> dict[str, int]:

@@ -1,6 +1,17 @@
+"""Builds: source export from git, buildpack URLs, the docker command lines, and the build orchestration
+against a fake docker module (no engine)."""
+
+import itertools
+import os
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import pytest
 
 from provisioner.hostcmd import build
+from provisioner.hostcmd.docker import DockerError
 from provisioner.hostcmd.settings import Settings
 
 
@@ -23,3 +34,764 @@ def test_a_build_is_refused_when_the_disk_is_nearly_full(monkeypatch):
     with pytest.raises(build.BuildError, match="a build needs at least"):
         build.check_disk(Settings(build_min_free_mb=10**9))
     build.check_disk(Settings(build_min_free_mb=0))
+
+
+# --- failure() and the disk check --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rc", [137, 143, -9, -15])
+def test_a_killed_build_says_so(rc):
+    exc = build.failure("buildpack python failed to compile the app", rc, ["Collecting numpy"])
+    assert str(exc) == (
+        f"buildpack python failed to compile the app: "
+        f"the build was killed (exit code {rc}: stopped or out of memory)"
+    )
+
+
+@pytest.mark.parametrize("rc", [1, 2, 127, 139, -11])
+def test_other_failures_give_the_exit_code(rc):
+    exc = build.failure("docker build failed", rc, ["step 3/7 failed"])
+    assert str(exc) == f"docker build failed (exit code {rc})" and exc.tail == "step 3/7 failed"
+
+
+@pytest.mark.parametrize("rc", [1, 137])
+def test_a_full_disk_is_named_whatever_the_exit_code(rc):
+    tail = ["Step 4/5", "ERROR: failed to copy: write /var/lib/docker/x: NO SPACE LEFT ON DEVICE"]
+    exc = build.failure("docker build failed", rc, tail)
+    assert str(exc) == (
+        "docker build failed: the host ran out of disk space; run 'ssh deploy@HOST cleanup' "
+        "or free disk space"
+    )
+    assert exc.tail == "\n".join(tail)
+
+
+def test_a_failure_without_output_has_an_empty_tail():
+    assert build.failure("x", 1, []).tail == ""
+
+
+def test_check_disk_measures_the_docker_root(monkeypatch):
+    measured = []
+    monkeypatch.setattr(build, "docker_root", lambda: "/srv/docker")
+    monkeypatch.setattr(build, "free_mb", lambda path: measured.append(path) or 1000)
+    with pytest.raises(build.BuildError) as info:
+        build.check_disk(Settings(build_min_free_mb=1001))
+    assert str(info.value) == (
+        "only 1000 MB free in /srv/docker, a build needs at least 1001 MB: "
+        "run 'ssh deploy@HOST cleanup' or free disk space"
+    )
+    build.check_disk(Settings(build_min_free_mb=1000))  # exactly enough
+    assert measured == ["/srv/docker", "/srv/docker"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "root"),
+    [
+        ({"DockerRootDir": "/srv/docker"}, "/srv/docker"),
+        ({"DockerRootDir": ""}, "/var/lib/docker"),
+        ({}, "/var/lib/docker"),
+        (DockerError("the Docker engine does not answer"), "/var/lib/docker"),
+    ],
+)
+def test_docker_root(monkeypatch, answer, root):
+    def api(method, path, *args, **kwargs):
+        assert (method, path) == ("GET", "/info")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(build.docker, "api", api)
+    assert build.docker_root() == root
+
+
+def test_free_mb_of_a_missing_path_measures_the_root_filesystem(tmp_path):
+    st = os.statvfs("/")
+    root_free = st.f_bavail * st.f_frsize // (1024 * 1024)
+    assert abs(build.free_mb(str(tmp_path / "missing")) - root_free) < 64  # others write meanwhile
+
+
+# --- export_source -----------------------------------------------------------------------------------------
+
+
+def git(cwd, *args):
+    return subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def tree(root):
+    """Every file, directory and symlink under root, relative, sorted."""
+    return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*"))
+
+
+@pytest.fixture
+def pushed(tmp_path, monkeypatch):
+    """A bare repository (like an app's repo.git) with two commits; returns (repo, first sha, second sha)."""
+    for key in list(os.environ):
+        if key.startswith("GIT_"):
+            monkeypatch.delenv(key)
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q")
+    (work / "app.py").write_text("print('v1')\n")
+    (work / "requirements.txt").write_text("flask\n")
+    (work / "static").mkdir()
+    (work / "static" / "index.html").write_text("<h1>hi</h1>\n")
+    (work / "bin").mkdir()
+    (work / "bin" / "run").write_text("#!/bin/sh\nexec python app.py\n")
+    (work / "bin" / "run").chmod(0o755)
+    (work / "link").symlink_to("app.py")
+    (work / ".gitignore").write_text("*.log\n")
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "first")
+    first = git(work, "rev-parse", "HEAD")
+    (work / "app.py").write_text("print('v2')\n")
+    (work / "NEW.md").write_text("new\n")
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "second")
+    second = git(work, "rev-parse", "HEAD")
+    (work / "debug.log").write_text("ignored\n")
+    (work / "untracked.txt").write_text("never committed\n")
+    repo = tmp_path / "repo.git"
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(repo))
+    return repo, first, second
+
+
+def test_export_source_writes_exactly_the_committed_tree(pushed, tmp_path):
+    repo, _first, second = pushed
+    dest = tmp_path / "src"
+    build.export_source(repo, second, dest)
+    assert tree(dest) == [
+        ".gitignore",
+        "NEW.md",
+        "app.py",
+        "bin",
+        "bin/run",
+        "link",
+        "requirements.txt",
+        "static",
+        "static/index.html",
+    ]
+    assert (dest / "app.py").read_text() == "print('v2')\n"
+    assert os.access(dest / "bin" / "run", os.X_OK)
+    assert not os.access(dest / "app.py", os.X_OK)
+    assert (dest / "link").is_symlink() and os.readlink(dest / "link") == "app.py"
+
+
+def test_export_source_of_an_older_commit(pushed, tmp_path):
+    repo, first, _second = pushed
+    dest = tmp_path / "a" / "b" / "src"  # made when missing
+    build.export_source(repo, first, dest)
+    assert "NEW.md" not in tree(dest) and (dest / "app.py").read_text() == "print('v1')\n"
+
+
+def test_export_source_of_an_unknown_commit_is_a_build_error(pushed, tmp_path):
+    repo, _first, _second = pushed
+    with pytest.raises(build.BuildError, match=r"^could not export commit 0123456789ab$"):
+        build.export_source(repo, "0123456789ab" * 3 + "0123", tmp_path / "src")
+
+
+# --- buildpack URLs ----------------------------------------------------------------------------------------
+
+
+def test_buildpack_urls_from_the_buildpacks_file(tmp_path):
+    (tmp_path / ".buildpacks").write_text(
+        "# first the apt packages\n"
+        "https://github.com/heroku/heroku-buildpack-apt.git\n"
+        "\n"
+        "   \n"
+        "  https://github.com/heroku/heroku-buildpack-python.git#v250  \n"
+        "#https://github.com/heroku/heroku-buildpack-nodejs.git\n"
+        "git@github.com:example/private-buildpack.git\n"
+    )
+    assert build.buildpack_urls(tmp_path, {}) == [
+        "https://github.com/heroku/heroku-buildpack-apt.git",
+        "https://github.com/heroku/heroku-buildpack-python.git#v250",
+        "git@github.com:example/private-buildpack.git",
+    ]
+
+
+def test_buildpack_url_config_var_wins_over_the_buildpacks_file(tmp_path):
+    (tmp_path / ".buildpacks").write_text("https://github.com/heroku/heroku-buildpack-apt.git\n")
+    config = {"BUILDPACK_URL": "  https://github.com/heroku/heroku-buildpack-ruby.git\n"}
+    assert build.buildpack_urls(tmp_path, config) == ["https://github.com/heroku/heroku-buildpack-ruby.git"]
+    # an empty BUILDPACK_URL is no BUILDPACK_URL
+    assert build.buildpack_urls(tmp_path, {"BUILDPACK_URL": ""}) == [
+        "https://github.com/heroku/heroku-buildpack-apt.git"
+    ]
+
+
+def test_no_buildpack_urls_means_the_builtin_buildpacks(tmp_path):
+    assert build.buildpack_urls(tmp_path, {"OTHER": "x"}) == []
+    (tmp_path / ".buildpacks").mkdir()  # not a file
+    assert build.buildpack_urls(tmp_path, {}) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/heroku/heroku-buildpack-python.git",
+        "https://github.com/heroku/heroku-buildpack-python.git#v250",
+        "http://git.internal/buildpacks/python",
+        "git://git.internal/buildpacks/python.git",
+        "ssh://git@git.internal:2222/buildpacks/python.git",
+        "git@github.com:example/buildpack.git",
+        "file:///srv/buildpacks/python",
+    ],
+)
+def test_accepted_buildpack_urls(tmp_path, url):
+    assert build.buildpack_urls(tmp_path, {"BUILDPACK_URL": url}) == [url]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/a/b c",
+        "https://github.com/a/b'c",
+        'https://github.com/a/b"c',
+        "https://github.com/a/b;touch /tmp/x",
+        "https://github.com/a/b;id",
+        "https://github.com/$(id)",
+        "https://github.com/$HOME",
+        "https://github.com/`id`",
+        "https://github.com/a|b",
+        "https://github.com/a&b",
+        "https://github.com/a\\b",
+        "https://github.com/<b>",
+        "ftp://example.com/buildpack",
+        "/srv/buildpacks/python",
+        "file://relative/path",
+        "--upload-pack=touch /tmp/x",
+        "-uid",
+    ],
+)
+@pytest.mark.parametrize("where", ["config", "file"])
+def test_refused_buildpack_urls(tmp_path, url, where):
+    config = {"BUILDPACK_URL": url} if where == "config" else {}
+    if where == "file":
+        (tmp_path / ".buildpacks").write_text(f"https://github.com/heroku/heroku-buildpack-apt.git\n{url}\n")
+    with pytest.raises(build.BuildError, match=r"^invalid buildpack URL .*expected an https://"):
+        build.buildpack_urls(tmp_path, config)
+
+
+def test_an_indented_comment_in_the_buildpacks_file_is_a_comment(tmp_path):
+    (tmp_path / ".buildpacks").write_text(
+        "https://github.com/heroku/heroku-buildpack-apt.git\n  # python next\n"
+    )
+    assert build.buildpack_urls(tmp_path, {}) == ["https://github.com/heroku/heroku-buildpack-apt.git"]
+
+
+# --- the environment and the docker command lines ----------------------------------------------------------
+
+
+@pytest.fixture
+def host_files(tmp_path):
+    """A proxy.env, pip.conf and CA bundle as the base role writes them; Settings naming them."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "proxy.env").write_text(
+        "# Ansible managed\nhttp_proxy=http://proxy.internal:3128\nNO_PROXY=localhost,.internal\n"
+    )
+    (etc / "pip.conf").write_text("[global]\nindex-url = https://pypi.internal/simple\n")
+    (etc / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    return Settings(
+        proxy_env=str(etc / "proxy.env"),
+        pip_conf=str(etc / "pip.conf"),
+        ca_bundle=str(etc / "ca.crt"),
+        build_image="provisioner/stack-build:test",
+    )
+
+
+@pytest.fixture
+def bare_settings(tmp_path):
+    """Settings whose proxy.env, pip.conf and CA bundle do not exist."""
+    missing = tmp_path / "missing"
+    return Settings(
+        proxy_env=str(missing / "proxy.env"),
+        pip_conf=str(missing / "pip.conf"),
+        ca_bundle=str(missing / "ca.crt"),
+        build_image="provisioner/stack-build:test",
+    )
+
+
+CA = "/etc/ssl/certs/ca-certificates.crt"
+BASE_ENV = [
+    "-e",
+    f"SSL_CERT_FILE={CA}",
+    "-e",
+    f"PIP_CERT={CA}",
+    "-e",
+    f"REQUESTS_CA_BUNDLE={CA}",
+    "-e",
+    f"NODE_EXTRA_CA_CERTS={CA}",
+    "-e",
+    f"npm_config_cafile={CA}",
+    "-e",
+    "HOME=/tmp",
+    "-e",
+    "STACK=provisioner-bookworm",
+]
+
+
+def test_build_args_pass_the_proxy_settings(host_files, bare_settings):
+    assert build.build_args(host_files) == [
+        "--build-arg",
+        "http_proxy=http://proxy.internal:3128",
+        "--build-arg",
+        "NO_PROXY=localhost,.internal",
+    ]
+    assert build.build_args(bare_settings) == []
+
+
+def test_container_env_with_proxy_and_pip_conf(host_files):
+    assert build.container_env(host_files) == [
+        *BASE_ENV,
+        "-e",
+        "http_proxy=http://proxy.internal:3128",
+        "-e",
+        "NO_PROXY=localhost,.internal",
+        "-e",
+        "PIP_CONFIG_FILE=/etc/pip.conf",
+    ]
+
+
+def test_container_env_without_host_files(bare_settings):
+    assert build.container_env(bare_settings) == BASE_ENV
+
+
+def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
+    streamed = []
+    monkeypatch.setattr(build.docker, "stream", lambda args, say: streamed.append(args) or (0, ["ok"]))
+    src, cache, env, pack = (tmp_path / n for n in ("src", "cache", "env", "python"))
+    result = build.run_buildpack("compile", pack, src, cache, env, host_files, "shop.build.v3", print)
+    assert result == (0, ["ok"])
+    (argv,) = streamed
+    assert all(type(arg) is str for arg in argv)
+    assert argv == [
+        "run",
+        "--rm",
+        "--name",
+        "shop.build.v3",
+        "--user",
+        f"{os.getuid()}:{os.getgid()}",
+        "--label",
+        "io.provisioner.build=1",
+        "--workdir",
+        "/app",
+        "-v",
+        f"{src}:/app",
+        "-v",
+        f"{cache}:/cache",
+        "-v",
+        f"{env}:/env:ro",
+        "-v",
+        f"{pack}:/buildpack:ro",
+        "-v",
+        f"{host_files.ca_bundle}:{CA}:ro",
+        "-v",
+        f"{host_files.pip_conf}:/etc/pip.conf:ro",
+        *BASE_ENV,
+        "-e",
+        "http_proxy=http://proxy.internal:3128",
+        "-e",
+        "NO_PROXY=localhost,.internal",
+        "-e",
+        "PIP_CONFIG_FILE=/etc/pip.conf",
+        "--entrypoint",
+        "/buildpack/bin/compile",
+        "provisioner/stack-build:test",
+        "/app",
+        "/cache",
+        "/env",
+    ]
+
+
+@pytest.mark.parametrize(("script", "args"), [("detect", "/app"), ("release", "/app")])
+def test_run_buildpack_command_line_without_host_files(bare_settings, monkeypatch, script, args):
+    streamed = []
+    monkeypatch.setattr(build.docker, "stream", lambda argv, say: streamed.append(argv) or (1, []))
+    build.run_buildpack(
+        script, Path("/bp/nodejs"), Path("/s"), Path("/c"), Path("/e"), bare_settings, "shop.build.v1", print
+    )
+    assert " ".join(streamed[0]) == (
+        f"run --rm --name shop.build.v1 --user {os.getuid()}:{os.getgid()} "
+        "--label io.provisioner.build=1 --workdir /app "
+        "-v /s:/app -v /c:/cache -v /e:/env:ro -v /bp/nodejs:/buildpack:ro "
+        f"-e SSL_CERT_FILE={CA} -e PIP_CERT={CA} -e REQUESTS_CA_BUNDLE={CA} -e NODE_EXTRA_CA_CERTS={CA} "
+        f"-e npm_config_cafile={CA} -e HOME=/tmp -e STACK=provisioner-bookworm "
+        f"--entrypoint /buildpack/bin/{script} provisioner/stack-build:test {args}"
+    )
+
+
+def test_run_buildpack_knows_only_the_three_scripts(bare_settings, monkeypatch):
+    monkeypatch.setattr(build.docker, "stream", lambda argv, say: pytest.fail("ran"))
+    with pytest.raises(KeyError):
+        build.run_buildpack(
+            "test", Path("/bp"), Path("/s"), Path("/c"), Path("/e"), bare_settings, "n", print
+        )
+
+
+# --- build_dockerfile --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dockerfile_build(monkeypatch):
+    """Fakes docker.stream and docker.image_config; returns a record of the calls and canned answers."""
+    calls = {"streamed": [], "configs": [], "rc": 0, "lines": ["Step 1/2 : FROM python", "done"], "cfg": {}}
+
+    def stream(args, say):
+        calls["streamed"].append(args)
+        for line in calls["lines"]:
+            say(line)
+        return calls["rc"], calls["lines"][-20:]
+
+    def image_config(ref):
+        calls["configs"].append(ref)
+        return calls["cfg"]
+
+    monkeypatch.setattr(build.docker, "stream", stream)
+    monkeypatch.setattr(build.docker, "image_config", image_config)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("exposed", "port"),
+    [
+        ({"8080/tcp": {}}, 8080),
+        ({"8080/tcp": {}, "53/udp": {}}, 8080),
+        ({"8080/tcp": {}, "9090/tcp": {}}, None),
+        ({"53/udp": {}}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_build_dockerfile_uses_a_single_exposed_tcp_port(
+    dockerfile_build, host_files, tmp_path, exposed, port
+):
+    dockerfile_build["cfg"] = {"ExposedPorts": exposed}
+    said = []
+    result = build.build_dockerfile("shop", 4, tmp_path, host_files, said.append)
+    assert result == build.BuildResult("provisioner-app/shop:v4", "dockerfile", {"web": ""}, port)
+    assert dockerfile_build["streamed"] == [
+        [
+            "build",
+            "--pull=false",
+            "-t",
+            "provisioner-app/shop:v4",
+            "--build-arg",
+            "http_proxy=http://proxy.internal:3128",
+            "--build-arg",
+            "NO_PROXY=localhost,.internal",
+            str(tmp_path),
+        ]
+    ]
+    assert dockerfile_build["configs"] == ["provisioner-app/shop:v4"]
+    assert said == ["-----> Dockerfile app detected", "Step 1/2 : FROM python", "done"]
+
+
+def test_a_failed_docker_build_is_a_build_error_with_its_tail(dockerfile_build, bare_settings, tmp_path):
+    dockerfile_build["rc"] = 1
+    dockerfile_build["lines"] = [f"line {i}" for i in range(30)] + ["ERROR: pip install failed"]
+    with pytest.raises(build.BuildError) as info:
+        build.build_dockerfile("shop", 4, tmp_path, bare_settings, lambda _l: None)
+    assert str(info.value) == "docker build failed (exit code 1)"
+    assert info.value.tail.splitlines()[-1] == "ERROR: pip install failed"
+    assert len(info.value.tail.splitlines()) == 20
+    assert dockerfile_build["configs"] == []
+
+
+def test_build_picks_dockerfile_or_buildpacks_after_the_disk_check(monkeypatch, tmp_path):
+    order = []
+    monkeypatch.setattr(build, "check_disk", lambda settings: order.append("disk"))
+    monkeypatch.setattr(build, "build_dockerfile", lambda *a: order.append("dockerfile"))
+    monkeypatch.setattr(build, "build_buildpacks", lambda *a: order.append("buildpacks"))
+    args = ({}, Settings(), tmp_path / "cache", print)
+    build.build("shop", 1, tmp_path, *args)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    build.build("shop", 2, tmp_path, *args)
+    assert order == ["disk", "buildpacks", "disk", "dockerfile"]
+
+
+# --- build_buildpacks --------------------------------------------------------------------------------------
+
+
+def mounts(argv):
+    """{container path: host path} of a `docker run` argv's -v options."""
+    found = {}
+    for flag, value in itertools.pairwise(argv):
+        if flag == "-v":
+            host, _, target = value.removesuffix(":ro").partition(":")
+            found[target] = Path(host)
+    return found
+
+
+@dataclass
+class FakeBuildDocker:
+    """docker.stream and docker.image_exists for a buildpack build; records what the build container saw."""
+
+    answers: dict[tuple[str, str], tuple[int, list[str]]] = field(default_factory=dict)
+    image_present: bool = True
+    build_rc: int = 0
+    runs: list[tuple[str, str]] = field(default_factory=list)  # (script, buildpack name)
+    argvs: list[list[str]] = field(default_factory=list)
+    env_files: dict[str, bytes] = field(default_factory=dict)
+    env_mode: int = 0
+    dockerfile: str = ""
+    context: Path | None = None
+    context_files: list[str] = field(default_factory=list)
+
+    def image_exists(self, ref):
+        return self.image_present
+
+    def stream(self, argv, say):
+        self.argvs.append(list(argv))
+        if argv[0] == "build":
+            self.context = Path(argv[-1])
+            self.dockerfile = (self.context / "Dockerfile").read_text()
+            self.context_files = tree(self.context)
+            output = ["Successfully built"] if self.build_rc == 0 else ["no space left on device"]
+            return self.build_rc, output
+        script = argv[argv.index("--entrypoint") + 1].removeprefix("/buildpack/bin/")
+        pack = mounts(argv)["/buildpack"].name
+        self.runs.append((script, pack))
+        if script == "compile":
+            envdir = mounts(argv)["/env"]
+            self.env_mode = stat.S_IMODE(envdir.stat().st_mode)
+            self.env_files = {p.name: p.read_bytes() for p in envdir.iterdir()}
+        default = self.answers.get((script, "*"), (1 if script == "detect" else 0, []))
+        rc, lines = self.answers.get((script, pack), default)
+        for line in lines:
+            say(line)
+        return rc, lines[-20:]
+
+
+@pytest.fixture
+def fake_docker(monkeypatch):
+    fake = FakeBuildDocker()
+    monkeypatch.setattr(build.docker, "stream", fake.stream)
+    monkeypatch.setattr(build.docker, "image_exists", fake.image_exists)
+    return fake
+
+
+def make_buildpack(directory, scripts=("detect", "compile", "release")):
+    (directory / "bin").mkdir(parents=True)
+    for script in scripts:
+        (directory / "bin" / script).write_text("#!/bin/sh\n")
+        (directory / "bin" / script).chmod(0o755)
+    return directory
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """Builtin buildpacks, an app source, a cache dir and Settings for them."""
+    root = tmp_path / "buildpacks"
+    for name in ("static", "nodejs", "python"):
+        make_buildpack(root / name)
+    source = tmp_path / "src"
+    (source / "pkg").mkdir(parents=True)
+    (source / "app.py").write_text("print('hi')\n")
+    (source / "pkg" / "__init__.py").write_text("")
+    (source / "link").symlink_to("app.py")
+    missing = tmp_path / "missing"
+    settings = Settings(
+        buildpacks_dir=str(root),
+        build_image="provisioner/stack-build:test",
+        run_image="provisioner/stack-run:test",
+        container_port=5000,
+        proxy_env=str(missing / "proxy.env"),
+        pip_conf=str(missing / "pip.conf"),
+        ca_bundle=str(missing / "ca.crt"),
+    )
+    return settings, source, tmp_path / "cache"
+
+
+def test_builtin_buildpacks_in_order(tmp_path):
+    root = tmp_path / "buildpacks"
+    for name in ("static", "ruby", "python", "go"):
+        make_buildpack(root / name)
+    (root / "nodejs").mkdir()  # no bin/compile: not a buildpack
+    assert build.builtin_buildpacks(Settings(buildpacks_dir=str(root))) == [
+        root / "python",
+        root / "static",
+        root / "go",
+        root / "ruby",
+    ]
+    assert build.builtin_buildpacks(Settings(buildpacks_dir=str(tmp_path / "none"))) == []
+
+
+def test_a_missing_build_image_is_a_clear_error(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.image_present = False
+    with pytest.raises(build.BuildError) as info:
+        build.build_buildpacks("shop", 1, source, {}, settings, cache, print)
+    assert str(info.value) == (
+        "the build image provisioner/stack-build:test is missing: run 'provisioner up' on this host"
+    )
+    assert fake_docker.argvs == []
+
+
+def test_the_first_builtin_buildpack_that_detects_the_app_builds_it(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.answers = {
+        ("detect", "nodejs"): (0, ["Node.js"]),
+        ("detect", "static"): (0, ["Static"]),
+        ("compile", "nodejs"): (0, ["-----> Installing node", "       done"]),
+        ("release", "nodejs"): (0, ["---", "default_process_types:", "  web: npm start"]),
+    }
+    said = []
+    result = build.build_buildpacks("shop", 2, source, {}, settings, cache, said.append)
+    assert result == build.BuildResult("provisioner-app/shop:v2", "buildpacks", {"web": "npm start"}, 5000)
+    assert fake_docker.runs == [
+        ("detect", "python"),
+        ("detect", "nodejs"),
+        ("compile", "nodejs"),
+        ("release", "nodejs"),
+    ]
+    # detect and release output is not shown; compile output is
+    assert said == [
+        "-----> Node.js app detected",
+        "-----> Installing node",
+        "       done",
+        "-----> Building the app image",
+    ]
+    run = fake_docker.argvs[0]
+    assert mounts(run)["/app"] == source and mounts(run)["/cache"] == cache / "layers"
+    assert run[run.index("--name") + 1] == "shop.build.v2"
+    assert fake_docker.argvs[-1][:5] == ["build", "--pull=false", "-q", "-t", "provisioner-app/shop:v2"]
+
+
+def test_a_silent_detect_names_the_buildpack(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.answers = {("detect", "python"): (0, [])}
+    said = []
+    build.build_buildpacks("shop", 1, source, {}, settings, cache, said.append)
+    assert said[0] == "-----> python app detected"
+
+
+def test_no_detected_buildpack_is_a_clear_error(fake_docker, stack):
+    settings, source, cache = stack
+    with pytest.raises(build.BuildError, match=r"^no buildpack detected this app: add requirements.txt"):
+        build.build_buildpacks("shop", 1, source, {}, settings, cache, print)
+    assert fake_docker.runs == [("detect", "python"), ("detect", "nodejs"), ("detect", "static")]
+
+
+def test_a_compile_failure_names_the_buildpack(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.answers = {
+        ("detect", "python"): (0, ["Python"]),
+        ("compile", "python"): (1, ["-----> Installing requirements", "ERROR: No matching distribution"]),
+    }
+    with pytest.raises(build.BuildError) as info:
+        build.build_buildpacks("shop", 1, source, {}, settings, cache, lambda _l: None)
+    assert str(info.value) == "buildpack python failed to compile the app (exit code 1)"
+    assert info.value.tail == "-----> Installing requirements\nERROR: No matching distribution"
+    assert ("release", "python") not in fake_docker.runs
+    assert not any(argv[0] == "build" for argv in fake_docker.argvs)
+
+
+def test_a_failed_release_script_gives_no_defaults(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.answers = {
+        ("detect", "python"): (0, ["Python"]),
+        ("release", "python"): (1, ["default_process_types:", "  web: gunicorn"]),
+    }
+    assert build.build_buildpacks("shop", 1, source, {}, settings, cache, print).defaults == {}
+
+
+def test_a_buildpack_without_a_release_script_gives_no_defaults(fake_docker, stack):
+    settings, source, cache = stack
+    (Path(settings.buildpacks_dir) / "python" / "bin" / "release").unlink()
+    fake_docker.answers = {("detect", "python"): (0, ["Python"])}
+    assert build.build_buildpacks("shop", 1, source, {}, settings, cache, print).defaults == {}
+    assert fake_docker.runs == [("detect", "python"), ("compile", "python")]
+
+
+def test_the_app_image_is_the_compiled_source_on_the_run_image(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.answers = {("detect", "python"): (0, ["Python"])}
+    build.build_buildpacks("shop", 1, source, {}, settings, cache, print)
+    assert fake_docker.dockerfile == (
+        "FROM provisioner/stack-run:test\nCOPY --chown=1000:1000 app/ /app/\nUSER 1000\nWORKDIR /app\n"
+    )
+    assert fake_docker.context_files == [
+        "Dockerfile",
+        "app",
+        "app/app.py",
+        "app/link",
+        "app/pkg",
+        "app/pkg/__init__.py",
+    ]
+    assert not fake_docker.context.exists()  # the work directory is removed afterwards
+
+
+def test_a_failed_app_image_build_is_a_build_error_and_cleans_up(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.answers = {("detect", "python"): (0, ["Python"])}
+    fake_docker.build_rc = 1
+    with pytest.raises(build.BuildError, match=r"^building the app image failed: the host ran out of disk"):
+        build.build_buildpacks("shop", 1, source, {}, settings, cache, print)
+    assert not fake_docker.context.parent.exists()
+
+
+def test_config_vars_reach_the_compile_step_one_file_each_byte_for_byte(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.answers = {("detect", "python"): (0, ["Python"])}
+    config = {
+        "SECRET_KEY": "s3cr3t 'quoted' \"double\" $(id) `id` \\ ; | &",
+        "MULTILINE": "line1\nline2\n",
+        "EMPTY": "",
+        "UNICODE": "grüße ✓",
+    }
+    build.build_buildpacks("shop", 1, source, config, settings, cache, print)
+    assert fake_docker.env_files == {key: value.encode() for key, value in config.items()}
+    assert fake_docker.env_mode == 0o700
+    envdir = mounts(fake_docker.argvs[0])["/env"]
+    assert not envdir.exists()
+    # the values are never on a docker command line
+    assert not any(config["SECRET_KEY"] in arg for argv in fake_docker.argvs for arg in argv)
+
+
+def test_a_buildpack_url_is_cloned_and_compiled_without_detection(fake_docker, stack, tmp_path, monkeypatch):
+    settings, source, cache = stack
+    for key in list(os.environ):
+        if key.startswith("GIT_"):
+            monkeypatch.delenv(key)
+    repo = tmp_path / "custom-buildpack"
+    (repo / "bin").mkdir(parents=True)
+    (repo / "bin" / "compile").write_text("#!/bin/sh\necho compiled\n")  # committed without +x
+    (repo / "bin" / "release").write_text("#!/bin/sh\n")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "buildpack")
+    git(repo, "branch", "v1")
+    url = f"file://{repo}#v1"
+    fake_docker.answers = {("release", "*"): (0, ["default_process_types:", "  web: ./serve"])}
+    said = []
+    result = build.build_buildpacks("shop", 1, source, {"BUILDPACK_URL": url}, settings, cache, said.append)
+    clone = mounts(fake_docker.argvs[0])["/buildpack"]
+    assert fake_docker.runs == [("compile", clone.name), ("release", clone.name)]
+    assert clone.parent == cache / "buildpacks"
+    assert (clone / "bin" / "compile").read_text() == "#!/bin/sh\necho compiled\n"
+    assert os.access(clone / "bin" / "compile", os.X_OK)
+    assert said[0] == f"-----> Fetching buildpack {url}"
+    assert result.defaults == {"web": "./serve"}
+
+
+def test_a_buildpack_url_that_cannot_be_cloned_is_a_build_error(fake_docker, stack, tmp_path):
+    settings, source, cache = stack
+    url = f"file://{tmp_path}/no-such-repo"
+    with pytest.raises(build.BuildError, match=f"^could not fetch buildpack {url}: "):
+        build.build_buildpacks("shop", 1, source, {"BUILDPACK_URL": url}, settings, cache, print)
+    assert fake_docker.runs == []

@@ -2,10 +2,11 @@ import os
 import time
 
 from provisioner.hostcmd import cleanup
+from provisioner.hostcmd.store import Release
 
 
 def rel(version, image):
-    return {"version": version, "image": image}
+    return Release(version=version, image=image, processes={"web": "x"}, port=5000)
 
 
 def test_keeps_the_last_n_releases_and_the_current_one():

@@ -73,7 +73,7 @@ def test_no_file_transfer(monkeypatch, settings, capsys, execs, command):
 
 def test_push_runs_receive_pack_under_the_app_lock(monkeypatch, settings, execs, tmp_path):
     monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
-    monkeypatch.setattr(host, "init_repo", lambda s: lambda repo: repo.mkdir(parents=True))
+    monkeypatch.setattr(host.repo, "initializer", lambda s: lambda repo: repo.mkdir(parents=True))
     assert run(monkeypatch, "git-receive-pack '/shop.git'") == 0
     assert execs == [["git-receive-pack", str(tmp_path / "apps" / "shop" / "repo.git")], "shop"]
 
@@ -142,4 +142,43 @@ def test_config_commands_validate_and_store(monkeypatch, settings, capsys):
 def test_bad_arguments_are_one_clear_message(settings, argv, words):
     App(settings, "shop").create(lambda repo: repo.mkdir(parents=True))
     with pytest.raises((host.UserError, host.names.NameError_), match=words):
+        host.dispatch(argv, settings)
+
+
+def test_help_and_dispatch_come_from_one_table(settings, capsys):
+    """Every command of every topic module is in help once, and dispatch finds it by name and alias."""
+    import pkgutil
+
+    from provisioner.hostcmd import commands
+
+    modules = {m.name for m in pkgutil.iter_modules(commands.__path__)} - {"base"}
+    assert modules == {t.__name__.rsplit(".", 1)[1] for t in commands.TOPICS}, "a topic module is not listed"
+    text = commands.help_text(settings)
+    names = [cmd.name for cmd in commands.TABLE]
+    assert len(names) == len(set(names))
+    for cmd in commands.TABLE:
+        assert [ln.split()[0] for ln in text.splitlines()[2:]].count(cmd.name) == 1, cmd.name
+        for name in (cmd.name, *cmd.aliases):
+            assert commands.find(name) is cmd
+    assert "git push deploy@HOST:APP main" in text and "(default 3)" in text
+
+
+def test_help_names_the_configured_user_and_branch(tmp_path):
+    from provisioner.hostcmd import commands
+
+    text = commands.help_text(Settings(user="git", deploy_branch="prod"))
+    assert text.startswith("Usage: ssh git@HOST COMMAND") and "git push git@HOST:APP prod" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["ps:scale", "shop", "web=\u00b2"], "number from 0 to 20"),
+        (["cleanup", "--keep", "\u00b2"], "number from 1 to 1000"),
+        (["logs", "shop", "-n", "\u0663"], "unexpected argument"),
+    ],
+)
+def test_unicode_digits_are_refused_clearly(settings, argv, words):
+    App(settings, "shop").create(lambda repo: repo.mkdir(parents=True))
+    with pytest.raises(host.UserError, match=words):
         host.dispatch(argv, settings)

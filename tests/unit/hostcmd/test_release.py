@@ -7,7 +7,7 @@ import pytest
 from provisioner.hostcmd import release
 from provisioner.hostcmd.scheduler import Instance, LocalDocker, ProcessSpec, memory_bytes
 from provisioner.hostcmd.settings import Settings
-from provisioner.hostcmd.store import App
+from provisioner.hostcmd.store import App, Release
 
 
 @dataclass
@@ -67,19 +67,17 @@ def app(tmp_path, monkeypatch):
 
 
 def make(app, **changes):
-    rel = release.new_release(
-        app,
-        image="provisioner-app/shop:v1",
-        processes={"web": "gunicorn app:app", "worker": "celery"},
-        release_command=None,
-        health=release.HealthCheck(),
-        port=None,
-        commit="a" * 40,
-        description="deploy",
-        kind="buildpacks",
-    )
-    rel.update(changes)
-    return rel
+    values = {
+        "version": app.next_version(),
+        "image": "provisioner-app/shop:v1",
+        "processes": {"web": "gunicorn app:app", "worker": "celery"},
+        "port": 5000,
+        "config": app.config(),
+        "commit": "a" * 40,
+        "description": "deploy",
+        **changes,
+    }
+    return Release(**values)
 
 
 def test_activate_starts_scale_switches_and_retires(app):
@@ -133,3 +131,28 @@ def test_memory_limits():
     assert memory_bytes("1g") == 1024**3 and memory_bytes("512m") == 512 * 1024**2
     with pytest.raises(ValueError):
         memory_bytes("lots")
+
+
+def test_publish_records_a_release_only_once_it_is_live(app):
+    from provisioner.hostcmd import deploy
+
+    sched = FakeScheduler()
+    first = deploy.publish(app, make(app), lambda _m: None, sched=sched)
+    assert app.current() == first and [r.version for r in app.releases()] == [1]
+    broken = make(app, release_command="./migrate")
+    sched.release_rc = 1
+    with pytest.raises(release.ReleaseError):
+        deploy.publish(app, broken, lambda _m: None, sched=sched)
+    assert app.current() == first and [r.version for r in app.releases()] == [1]
+
+
+def test_publish_without_restart_only_routes_the_running_processes(app):
+    from provisioner.hostcmd import deploy
+
+    sched = FakeScheduler()
+    live = deploy.publish(app, make(app), lambda _m: None, sched=sched)
+    started = len(sched.specs)
+    app.set_domains(["shop.example.com"])
+    deploy.publish(app, live, lambda _m: None, restart=False, sched=sched)
+    assert len(sched.specs) == started and sched.stopped == []
+    assert "shop.example.com" in app.applied[-1] and "127.0.0.1:40001" in app.applied[-1]

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
+from provisioner.hostcmd.procfile import HealthCheck
 from provisioner.hostcmd.settings import Settings
-from provisioner.hostcmd.store import App, LockTimeout, list_apps
+from provisioner.hostcmd.store import App, LockTimeout, Release, list_apps
 
 
 @pytest.fixture
@@ -26,12 +27,28 @@ def test_config_is_private_and_round_trips_any_value(settings):
 def test_releases_bookkeeping(settings):
     app = App(settings, "shop")
     assert app.next_version() == 1 and app.current() is None
-    app.record_release({"version": 1, "image": "i:v1"})
-    app.record_release({"version": 2, "image": "i:v2"})
+    app.record_release(Release(version=1, image="i:v1", processes={"web": "w"}, port=5000))
+    app.record_release(Release(version=2, image="i:v2", processes={"web": "w"}, port=5000, config={"A": "1"}))
     app.set_current(app.release(2))
     assert app.next_version() == 3
-    assert [r["version"] for r in app.releases()] == [1, 2]
-    assert app.current()["image"] == "i:v2"
+    assert [r.version for r in app.releases()] == [1, 2]
+    assert app.current() == app.release(2) and app.current().config == {"A": "1"}
+    mode = stat.S_IMODE(os.stat(app.dir / "releases.json").st_mode)
+    assert mode == 0o600  # releases hold the config they ran with
+
+
+def test_release_records_of_older_versions_still_load(settings):
+    """current.json as written before Release was a dataclass (and with a key it no longer knows)."""
+    app = App(settings, "shop")
+    app.dir.mkdir(parents=True)
+    (app.dir / "current.json").write_text(
+        '{"version": 4, "image": "provisioner-app/shop:v4", "kind": "dockerfile", "commit": "abc",'
+        ' "processes": {"web": ""}, "release_command": null, "port": 8080, "config": {},'
+        ' "health": {"kind": "tcp", "path": "/", "timeout": 30}, "created": "t", "description": "d",'
+        ' "obsolete": 1}'
+    )
+    current = app.current()
+    assert current.version == 4 and current.health == HealthCheck("tcp", "/", 30) and current.port == 8080
 
 
 def test_scale_domains_and_listing(settings):

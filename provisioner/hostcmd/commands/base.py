@@ -1,0 +1,78 @@
+"""What every command module shares: the Command record, refusals, output, and argument helpers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .. import names
+from ..settings import Settings
+from ..store import App
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A refusal with a clear one-line message; exit code 1."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: `help` lists it with its usage and summary, and the dispatch runs its handler."""
+
+    name: str
+    args: str  # the usage after the name, e.g. "APP KEY=VALUE ... [--no-restart]"
+    summary: str
+    handler: Callable[[Settings, list[str]], None]
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def usage(self) -> str:
+        return f"{self.name} {self.args}".strip()
+
+
+def out(text: str) -> None:
+    print(text, flush=True)
+
+
+def err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def valid(check: Callable[[str], T], value: str) -> T:
+    """A name checked by its rule in names.py; a refusal becomes a UserError."""
+    try:
+        return check(value)
+    except names.NameError_ as exc:
+        raise UserError(str(exc)) from None
+
+
+def app_arg(settings: Settings, args: list[str], usage: str, must_exist: bool = True) -> App:
+    if not args:
+        raise UserError(f"usage: {usage}")
+    app = App(settings, valid(names.app, args[0]))
+    if must_exist and not app.exists():
+        raise UserError(f"no app named {app.name!r} (see apps:list)")
+    return app
+
+
+def no_extra(args: list[str], usage: str) -> None:
+    if args:
+        raise UserError(f"unexpected argument {args[0]!r}; usage: {usage}")
+
+
+def count(text: str, what: str, low: int, high: int) -> int:
+    """A whole number typed by the user, ASCII digits only, within bounds."""
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise UserError(f"{what} must be a number from {low} to {high}, got {text!r}")
+    return int(text)
+
+
+def flags(args: Iterable[str], *known: str) -> tuple[list[str], set[str]]:
+    """Split the arguments into positional ones and the given --flags."""
+    rest, seen = [], set()
+    for arg in args:
+        (seen.add(arg) if arg in known else rest.append(arg))
+    return rest, seen

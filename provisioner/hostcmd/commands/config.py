@@ -1,0 +1,82 @@
+"""config, config:set, config:unset: an app's environment; changes go live as a new release."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .. import names
+from ..deploy import redeploy
+from ..settings import Settings
+from ..store import App
+from .base import Command, UserError, app_arg, err, flags, no_extra, out, valid
+
+MAX_VALUE_BYTES = 64 * 1024
+
+
+def parse_pairs(args: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise UserError(f"expected KEY=VALUE, got {arg!r}")
+        valid(names.config_key, key)
+        if "\0" in value or len(value.encode()) > MAX_VALUE_BYTES:
+            raise UserError(f"the value of {key} is too long or holds a NUL byte (at most 64 KiB of text)")
+        pairs[key] = value
+    return pairs
+
+
+def config_show(settings: Settings, args: list[str]) -> None:
+    app = app_arg(settings, args, "config APP")
+    no_extra(args[1:], "config APP")
+    for key, value in sorted(app.config().items()):
+        out(f"{key}={value}")
+
+
+def edit(
+    app: App, verb: str, keys: list[str], restart: bool, change: Callable[[dict[str, str]], None]
+) -> None:
+    """Change the stored config under the app's lock, then (unless --no-restart) publish it."""
+    with app.lock(say=err):
+        config = app.config()
+        change(config)
+        app.set_config(config)
+        err(f"-----> {verb.capitalize()} {', '.join(keys)} on {app.name}")
+        if restart:
+            redeploy(app, err, f"config:{verb} {', '.join(keys)}")
+
+
+def words_and_restart(settings: Settings, args: list[str], usage: str) -> tuple[App, list[str], bool]:
+    """APP WORD ... [--no-restart]: the app, its words (at least one), and whether to publish."""
+    app = app_arg(settings, args, usage)
+    words, seen = flags(args[1:], "--no-restart")
+    if not words:
+        raise UserError(f"usage: {usage}")
+    return app, words, not seen
+
+
+def config_set(settings: Settings, args: list[str]) -> None:
+    app, words, restart = words_and_restart(settings, args, "config:set APP KEY=VALUE ... [--no-restart]")
+    pairs = parse_pairs(words)
+    edit(app, "set", sorted(pairs), restart, lambda config: config.update(pairs))
+
+
+def config_unset(settings: Settings, args: list[str]) -> None:
+    app, keys, restart = words_and_restart(settings, args, "config:unset APP KEY ... [--no-restart]")
+    for key in keys:
+        valid(names.config_key, key)
+
+    def drop(config: dict[str, str]) -> None:
+        for key in keys:
+            config.pop(key, None)
+
+    edit(app, "unset", keys, restart, drop)
+
+
+COMMANDS = [
+    Command("config", "APP", "show config vars", config_show, aliases=("config:show",)),
+    Command(
+        "config:set", "APP K=V ... [--no-restart]", "set config vars (redeploys, zero downtime)", config_set
+    ),
+    Command("config:unset", "APP K ... [--no-restart]", "remove config vars", config_unset),
+]

@@ -1,0 +1,44 @@
+"""logs: the app's current processes' output, interleaved, each line prefixed with its process."""
+
+from __future__ import annotations
+
+import threading
+
+from ..scheduler import Instance, LocalDocker
+from ..settings import Settings
+from .base import Command, UserError, app_arg, count, out
+
+USAGE = "logs APP [-n N] [-t]"
+
+
+def logs(settings: Settings, args: list[str]) -> None:
+    app = app_arg(settings, args, USAGE)
+    lines, follow, rest = 100, False, args[1:]
+    while rest:
+        arg = rest.pop(0)
+        if arg == "-t":
+            follow = True
+        elif arg == "-n" and rest and rest[0].isascii() and rest[0].isdigit():
+            lines = count(rest.pop(0), "-n", 0, 100000)
+        else:
+            raise UserError(f"unexpected argument {arg!r}; usage: {USAGE}")
+    sched = LocalDocker()
+    current = app.current()
+    instances = [i for i in sched.instances(app.name) if not current or i.version == current.version]
+    if not instances:
+        raise UserError(f"{app.name} has no running processes")
+    lock = threading.Lock()
+
+    def pump(inst: Instance) -> None:
+        for line in sched.logs(inst, lines, follow):
+            with lock:
+                out(f"{inst.process}.{inst.index}: {line}")
+
+    threads = [threading.Thread(target=pump, args=(i,), daemon=True) for i in instances]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+COMMANDS = [Command("logs", "APP [-n N] [-t]", "last N log lines (default 100); -t follows", logs)]

@@ -1,0 +1,77 @@
+"""Deploys and the one way any release goes live.
+
+`deploy` turns a pushed commit into a release (build, Procfile, app.json); `publish` is the single path by
+which a release reaches the app's domains, whatever asked for it: a push, a config change, scale, restart,
+rollback or a domain change. It activates the release (or only re-routes it), records it and makes it
+current, in that order, so the records never name a release that did not go live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import build, procfile, release
+from .scheduler import LocalDocker, Scheduler
+from .store import App, Release, now
+
+Say = Callable[[str], None]
+
+
+def publish(
+    app: App, rel: Release, say: Say, *, restart: bool = True, sched: Scheduler | None = None
+) -> Release:
+    """Make rel what the app serves. restart=False keeps the running processes and only routes the
+    app's domains to them (domain changes). The caller holds the app's lock."""
+    sched = sched or LocalDocker()
+    if restart:
+        release.activate(app, rel, say, sched)
+    else:
+        release.route(app, release.serving_ports(app, rel, sched))
+    app.record_release(rel)
+    app.set_current(rel)
+    return rel
+
+
+def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False) -> Release:
+    """Build the commit and publish it as the next release (under the app's lock unless held already)."""
+    started = time.monotonic()
+    with contextlib.nullcontext() if locked else app.lock(say=say):
+        with tempfile.TemporaryDirectory(prefix=f"provisioner-build-{app.name}-") as tmp:
+            source = Path(tmp) / "src"
+            build.export_source(app.repo, sha, source)
+            version = app.next_version()
+            say(f"-----> Building {app.name} v{version} ({sha[:7]})")
+            result = build.build(app.name, version, source, app.config(), app.settings, app.cache_dir, say)
+            plan = procfile.plan(source, result.defaults, app.settings.healthcheck_timeout)
+        rel = Release(
+            version=version,
+            image=result.image,
+            kind=result.kind,
+            commit=sha,
+            processes=plan.processes,
+            release_command=plan.release_command,
+            health=plan.health,
+            port=result.port or app.settings.container_port,
+            config=app.config(),
+            created=now(),
+            description=description,
+        )
+        publish(app, rel, say)
+    say(f"-----> Released v{rel.version} in {time.monotonic() - started:.0f} s")
+    say(f"=====> {app.settings.app_url(app.name)}")
+    return rel
+
+
+def redeploy(app: App, say: Say, description: str) -> Release | None:
+    """The current release again with the app's config as it is now, as a new release: zero downtime."""
+    current = app.current()
+    if not current:
+        say(f"{app.name} has no release yet: push to deploy it")
+        return None
+    rel = publish(app, current.again(app.next_version(), description, config=app.config()), say)
+    say(f"-----> Released v{rel.version}: {description}")
+    return rel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import hostvars, paths, preflight, runner, sandbox
 from .errors import UsageError
@@ -17,6 +17,9 @@ from .targets import (
     hosts_from_vagrant,
     load_inventory,
 )
+
+if TYPE_CHECKING:  # verify.run imports pytest: only when checks run
+    from .verify.run import VerifyResult
 
 
 def sandbox_hosts() -> dict[str, Host]:
@@ -90,7 +93,7 @@ class UpResult:
     check: bool
     changes: list[runner.Change]
     artifacts: str
-    verify: Any = None  # verify.run.VerifyResult when checks ran after provisioning
+    verify: VerifyResult | None = None  # when checks ran after provisioning
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -101,6 +104,7 @@ class UpResult:
                     "failed": hp.failed,
                     "unreachable": hp.unreachable,
                     "seconds": round(hp.seconds(), 1),
+                    "slowest_tasks": [{"task": t.task, "seconds": round(t.seconds, 1)} for t in hp.slowest()],
                     **({"error": hp.error} if hp.error else {}),
                 }
                 for name, hp in sorted(self.hosts.items())
@@ -184,8 +188,8 @@ class VerifyOptions:
     firewall_ports: list[int] | None = None  # None: each host's own security settings say
 
 
-def verify(hosts: list[Host], options: VerifyOptions, forks: int = 5) -> Any:
-    """Run the shipped testinfra suite against hosts; returns a verify.run.VerifyResult."""
+def verify(hosts: list[Host], options: VerifyOptions, forks: int = 5) -> VerifyResult:
+    """Run the shipped testinfra suite against hosts."""
     from .verify import run
 
     return run.run_checks(
@@ -209,7 +213,7 @@ def verify_targets(
     limit: str | None = None,
     forks: int = 5,
     vagrant: str | None = None,
-) -> Any:
+) -> VerifyResult:
     hosts = resolve_hosts(targets, identity=identity, inventory=inventory, limit=limit, vagrant=vagrant)
     from .verify import run
 

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -16,8 +16,12 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, api, runner, sandbox
+from . import __version__, api, demo, runner, sandbox
 from .errors import HostErrors, ProvisionerError, UsageError
+from .targets import Host
+
+if TYPE_CHECKING:  # verify.run imports pytest: only when checks run
+    from .verify.run import VerifyResult
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -73,15 +77,26 @@ def progress_table(progress: runner.Progress) -> Table:
         style = {"failed": "red", "unreachable": "red"}.get(hp.state, "")
         elapsed = hp.seconds(None if progress.finished else now)
         table.add_row(
-            name, f"[{style}]{hp.state}[/]" if style else hp.state, str(hp.done), f"{elapsed:.0f}s", hp.task
+            name,
+            f"[{style}]{hp.state}[/]" if style else hp.state,
+            str(hp.done),
+            f"{elapsed:.0f}s",
+            escape(hp.task),
         )
     return table
 
 
+def slowest_tasks(hp: runner.HostProgress) -> str:
+    """A table cell: the host's slowest tasks, one a line, slowest first."""
+    return "\n".join(f"{t.seconds:.0f}s {escape(t.task)}" for t in hp.slowest())
+
+
 def summary_table(result: api.UpResult) -> Table:
     table = Table(title="provisioner up" + (" --check" if result.check else ""), title_justify="left")
-    for col in ("host", "ok", "changed", "failed", "unreachable", "seconds"):
-        table.add_column(col, justify="left" if col == "host" else "right")
+    table.add_column("host")
+    for col in ("ok", "changed", "failed", "unreachable", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_column("slowest tasks")
     for name, hp in sorted(result.hosts.items()):
         table.add_row(
             name,
@@ -90,37 +105,26 @@ def summary_table(result: api.UpResult) -> Table:
             f"[red]{hp.failed}[/]" if hp.failed else "0",
             f"[red]{hp.unreachable}[/]" if hp.unreachable else "0",
             f"{hp.seconds():.0f}",
+            slowest_tasks(hp),
         )
     return table
 
 
 class LineReporter:
-    """Progress for logs and pipes: a line per host whenever it moves on to another role."""
+    """Progress for logs and pipes: a line `HOST: role: task` whenever a host starts a task."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.roles: dict[str, str] = {}
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        data = event.get("event_data") or {}
-        host, role = data.get("host"), data.get("role") or data.get("play")
-        task = str(data.get("task", ""))
-        if task.startswith("Validating arguments against arg spec"):
-            return
-        if event.get("event") == "runner_on_start" and host and role and self.roles.get(host) != role:
-            self.roles[host] = role
-            self.console.print(f"{host}: {role}: {task}", highlight=False, markup=False)
+    def __call__(self, event: runner.ProgressEvent) -> None:
+        if event.kind == "task_started":
+            self.console.print(f"{event.host}: {event.label}", highlight=False, markup=False)
 
 
-class ReportingProgress(runner.Progress):
-    def __init__(self, hook: Callable[[dict[str, Any]], None] | None) -> None:
-        super().__init__()
-        self.hook = hook
-
-    def handle(self, event: Any) -> None:
-        super().handle(event)
-        if self.hook:
-            self.hook(event)
+def line_progress(console: Console) -> runner.Progress:
+    progress = runner.Progress()
+    progress.subscribe(LineReporter(console))
+    return progress
 
 
 def with_up_options(func: F) -> F:
@@ -181,7 +185,7 @@ def up(targets: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:
     kwargs["tags"] = [t for group in kwargs["tags"] for t in group.split(",") if t]
     options = api.UpOptions(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})  # type: ignore[arg-type]
     live_ok = err.is_terminal and not as_json
-    progress = ReportingProgress(None if live_ok else LineReporter(err))
+    progress = runner.Progress() if live_ok else line_progress(err)
     if live_ok:
         with Live(get_renderable=lambda: progress_table(progress), console=err, refresh_per_second=4):
             result = api.up(targets, options, progress=progress)
@@ -222,7 +226,7 @@ def report_up(result: api.UpResult, as_json: bool) -> None:
 # --- verify -----------------------------------------------------------------------------------------
 
 
-def render_verify(result: Any) -> None:
+def render_verify(result: VerifyResult) -> None:
     for name, report in sorted(result.hosts.items()):
         table = Table(title=f"verify {name}", title_justify="left")
         table.add_column("check")
@@ -249,7 +253,7 @@ def parse_firewall_ports(value: str | None) -> list[int] | None:
         raise click.BadParameter(str(exc)) from None
 
 
-def verify_failures(result: Any) -> list[str]:
+def verify_failures(result: VerifyResult) -> list[str]:
     return [
         f"{name}: check '{r.check}' failed: {r.detail}"
         for name, report in sorted(result.hosts.items())
@@ -423,7 +427,7 @@ def vars_command(
 # --- keys -------------------------------------------------------------------------------------------
 
 
-def one_host(target: str, identity: str | None) -> Any:
+def one_host(target: str, identity: str | None) -> Host:
     hosts = api.resolve_hosts([target], identity=identity)
     if len(hosts) != 1:
         raise UsageError(f"{target!r} names {len(hosts)} hosts; keys works on one host at a time")
@@ -486,49 +490,32 @@ def keys_remove(target: str, name: str, identity: str | None) -> None:
 # --- demo -------------------------------------------------------------------------------------------
 
 
-@main.command()
+def render_demo(result: demo.DemoResult, console: Console) -> None:
+    live = f"[bold green]{escape(result.app)} is live[/]"
+    console.print(f"\n{live} {result.seconds:.0f} s after the start of this command.", highlight=False)
+    console.print(f"  url:    {result.url}   (on this machine: {result.curl})", highlight=False, markup=False)
+    console.print(f"  deploy: git push {result.push_url} main", highlight=False, markup=False)
+    console.print(f"  shell:  {result.shell}", highlight=False, markup=False)
+
+
+@main.command(name="demo")
 @click.option("--name", default="demo", show_default=True, help="Sandbox name.")
 @click.option("--app", default="hello", show_default=True, help="Name of the sample app to deploy.")
 @click.option("--fresh", is_flag=True, help="Destroy and recreate the sandbox first.")
-def demo(name: str, app: str, fresh: bool) -> None:
+def demo_command(name: str, app: str, fresh: bool) -> None:
     """The main job on the embedded default: a sandbox host, provisioned, with a sample app deployed."""
-    from . import deploy, paths
-
-    started = time.monotonic()
-    if fresh:
-        sandbox.destroy(name)
     try:
-        box = sandbox.get(name)
-        if box.status != "running":
-            err.print(f"starting sandbox {name} (it was {box.status})", highlight=False)
-            box = sandbox.start(name)
-        err.print(f"using sandbox {name} ({box.ssh})", highlight=False)
-    except UsageError as exc:
-        if "no sandbox" not in exc.problem:
-            raise
-        box = sandbox.create(name, say=lambda msg: err.print(msg, highlight=False))
-        err.print(f"sandbox {name} is up ({box.ssh})", highlight=False)
-    # A sandbox runs on this machine, so it trusts the extra CAs this machine trusts (proxies).
-    local_cas = [str(p) for p in sorted(paths.local_ca_certificates())]
-    progress = ReportingProgress(LineReporter(err))
-    result = api.up([name], api.UpOptions(ca_certs=local_cas), progress=progress)
-    report_up(result, as_json=False)
-    if not result.ok:
-        sys.exit(1)
-    host = api.resolve_hosts([name])[0]
-    err.print(f"deploying the sample app {app!r} with git push", highlight=False)
-    deploy.push_directory(
-        host, app, deploy.SAMPLES / "hello", lambda line: err.print(line, highlight=False, markup=False)
-    )
-    domain = f"{app}.127.0.0.1.sslip.io"
-    answered = deploy.wait_for_app(box.http, domain)
-    out.print(f"\n[bold green]{app} is live[/] {answered - started:.0f} s after the start of this command.")
-    out.print(
-        f"  url:    http://{domain}   (on this machine: curl -H 'Host: {domain}' {box.http}/)",
-        highlight=False,
-    )
-    out.print(f"  deploy: git push ssh://deploy@127.0.0.1:{box.ssh_port}/APP main", highlight=False)
-    out.print(f"  shell:  provisioner sandbox ssh {name}", highlight=False)
+        result = demo.run(
+            name,
+            app,
+            fresh=fresh,
+            progress=line_progress(err),
+            say=lambda line: err.print(line, highlight=False, markup=False),
+            on_up=lambda up_result: report_up(up_result, as_json=False),
+        )
+    except demo.ProvisionFailed:
+        sys.exit(1)  # report_up has printed why
+    render_demo(result, out)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,18 @@ from .targets import UNPINNED_SSH_OPTIONS, Host
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
+class DeployError(ProvisionerError):
+    """A deploy from this machine did not end with a serving app."""
+
+
+class PushFailed(DeployError):
+    """The host refused the push (the build log, already streamed, says why)."""
+
+
+class AppDidNotAnswer(DeployError):
+    """The push went through, but the app never answered through nginx."""
+
+
 def ssh_command(host: Host) -> str:
     parts = ["ssh", "-o", "BatchMode=yes"]
     if host.identity:
@@ -61,16 +73,16 @@ def push_directory(
             say(line)
         rc = proc.wait()
     if rc != 0:
-        raise ProvisionerError(f"git push of {app} to {host.name} failed (see the build log above)")
+        raise PushFailed(f"git push of {app} to {host.name} failed (see the build log above)")
     return subprocess.CompletedProcess([], rc, "\n".join(lines), "")
 
 
 def wait_for_app(http_base: str, host_header: str, timeout: float = 60) -> float:
     """Poll until the app answers 2xx/3xx through nginx; return when it did (monotonic time)."""
+    if not http_base.startswith(("http://", "https://")):
+        raise ProvisionerError(f"not an HTTP URL: {http_base!r}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not http_base.startswith(("http://", "https://")):
-            raise ProvisionerError(f"not an HTTP URL: {http_base!r}")
         req = urllib.request.Request(http_base, headers={"Host": host_header})  # noqa: S310 - checked above
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - the user's own host
@@ -79,4 +91,4 @@ def wait_for_app(http_base: str, host_header: str, timeout: float = 60) -> float
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.3)
-    raise ProvisionerError(f"{host_header} did not answer through nginx within {timeout:.0f} s")
+    raise AppDidNotAnswer(f"{host_header} did not answer through nginx within {timeout:.0f} s")

@@ -1,8 +1,8 @@
 """ansible-runner: one run of a playbook for all hosts, events turned into per-host progress.
 
 Each run gets its own private data dir under the user's data dir (kept for debugging: the Ansible output
-is in ``artifacts/<id>/stdout``). :class:`Progress` is pure: it folds runner events into per-host state
-that the CLI renders live and the report summarises.
+is in ``artifacts/<id>/stdout``). :class:`Progress` is pure: it folds raw runner events into per-host state
+and typed ProgressEvents, so the CLI renders progress without knowing the shapes of ansible-runner events.
 """
 
 from __future__ import annotations
@@ -18,17 +18,58 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import paths
 
 DONE_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+# Tasks Ansible adds by itself (a role's argument check): counted, but never shown as a host's current task.
+INTERNAL_TASK_PREFIXES = ("Validating arguments against arg spec",)
+SLOWEST = 3
+
+EventKind = Literal[
+    "task_started",
+    "task_ok",
+    "task_changed",
+    "task_skipped",
+    "task_ignored",  # failed, but the task has ignore_errors
+    "task_failed",
+    "unreachable",
+    "host_done",  # the play is over for this host (its counts are final)
+]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One step of one host, as the CLI needs it: never a raw ansible-runner event."""
+
+    kind: EventKind
+    host: str
+    role: str = ""  # the task's role, else the play's name
+    task: str = ""
+    seconds: float = 0.0  # a task's result: how long it ran on this host; host_done: the host's time
+    message: str = ""  # task_failed, unreachable: why
+
+    @property
+    def label(self) -> str:
+        return task_label(self.role, self.task)
+
+
+def task_label(role: str, task: str) -> str:
+    """``role: task``, the one way a task is named in progress lines, tables and JSON."""
+    return f"{role}: {task}" if role else task
+
+
+@dataclass(frozen=True)
+class TaskTime:
+    task: str  # its label
+    seconds: float
 
 
 @dataclass
 class HostProgress:
     name: str
-    task: str = "waiting"
+    task: str = "waiting"  # the label of the task running now (the last one after the host is done)
     done: int = 0
     ok: int = 0
     changed: int = 0
@@ -38,6 +79,9 @@ class HostProgress:
     started: float | None = None
     last: float | None = None
     error: str = ""
+    complete: bool = False
+    times: list[TaskTime] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=dict, repr=False)  # task key -> when it started
 
     def seconds(self, now: float | None = None) -> float:
         if self.started is None:
@@ -45,12 +89,18 @@ class HostProgress:
         end = self.last if now is None else now
         return max(0.0, (end or self.started) - self.started)
 
+    def slowest(self, count: int = SLOWEST) -> list[TaskTime]:
+        """The tasks that took longest here, slowest first (what to look at when a run is slow)."""
+        return sorted(self.times, key=lambda t: t.seconds, reverse=True)[:count]
+
     @property
     def state(self) -> str:
         if self.unreachable:
             return "unreachable"
         if self.failed:
             return "failed"
+        if self.complete:
+            return "done"
         return "running" if self.started is not None else "waiting"
 
 
@@ -61,56 +111,93 @@ class Change:
     diff: str
 
 
+Listener = Callable[[ProgressEvent], None]
+STATS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
+STAT_HOSTS = (*STATS, "ignored", "rescued", "processed")  # every stats key whose value maps host -> count
+
+
 @dataclass
 class Progress:
-    """Per-host state folded from ansible-runner events."""
+    """Per-host state folded from ansible-runner events; listeners get each step as a ProgressEvent."""
 
     hosts: dict[str, HostProgress] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
     finished: bool = False
+    listeners: list[Listener] = field(default_factory=list)
 
     def host(self, name: str) -> HostProgress:
         if name not in self.hosts:
             self.hosts[name] = HostProgress(name)
         return self.hosts[name]
 
+    def subscribe(self, listener: Listener) -> None:
+        """Call listener with every ProgressEvent from now on, in the thread that feeds the events."""
+        self.listeners.append(listener)
+
     def handle(self, event: Mapping[str, Any]) -> None:
+        """Fold one raw ansible-runner event into the hosts' state, then tell the listeners what happened."""
+        for step in self._fold(event):
+            for listener in self.listeners:
+                listener(step)
+
+    def _fold(self, event: Mapping[str, Any]) -> list[ProgressEvent]:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
-        name = data.get("host")
         if kind == "playbook_on_stats":
-            self.finished = True
-            self._apply_stats(data)
-            return
+            return self._finish(data)
+        name = data.get("host")
         if not name:
-            return
+            return []
         now = self.clock()
-        hp = self.host(name)
+        hp = self.host(str(name))
         if hp.started is None:
             hp.started = now
         hp.last = now
-        task = str(data.get("task") or "")
         if kind == "runner_on_start":
-            hp.task = task
-            return
-        if kind not in DONE_EVENTS:
-            return
-        hp.done += 1
+            return self._start(hp, data, now)
+        if kind in DONE_EVENTS:
+            return [self._result(hp, kind, data, now)]
+        return []
+
+    def _start(self, hp: HostProgress, data: Mapping[str, Any], now: float) -> list[ProgressEvent]:
+        role, task = _role(data), _task(data)
+        if _internal(task):
+            return []
+        hp.task = task_label(role, task)
+        hp.running[_task_key(data)] = now
+        return [ProgressEvent("task_started", hp.name, role, task)]
+
+    def _result(self, hp: HostProgress, kind: str, data: Mapping[str, Any], now: float) -> ProgressEvent:
+        role, task = _role(data), _task(data)
+        label = task_label(role, task)
         res = data.get("res") or {}
+        hp.done += 1
+        seconds = _took(data, hp.running.pop(_task_key(data), None), now)
+        if not _internal(task):
+            hp.times.append(TaskTime(label, seconds))
+        outcome: EventKind = "task_ok"
+        message = ""
         if kind == "runner_on_ok":
             hp.ok += 1
             if res.get("changed"):
                 hp.changed += 1
-                self._record_diff(name, task, res)
+                outcome = "task_changed"
+                self._record_diff(hp.name, task, res)
         elif kind == "runner_on_skipped":
             hp.skipped += 1
+            outcome = "task_skipped"
         elif kind == "runner_on_unreachable":
             hp.unreachable += 1
-            hp.error = f"unreachable during '{task}': {_message(res)}"
-        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            outcome, message = "unreachable", _message(res)
+            hp.error = f"unreachable during '{label}': {message}"
+        elif data.get("ignore_errors"):
+            outcome = "task_ignored"
+        else:
             hp.failed += 1
-            hp.error = f"failed at '{task}': {_message(res)}"
+            outcome, message = "task_failed", _message(res)
+            hp.error = f"failed at '{label}': {message}"
+        return ProgressEvent(outcome, hp.name, role, task, seconds, message)
 
     def _record_diff(self, host: str, task: str, res: Mapping[str, Any]) -> None:
         diffs = res.get("diff")
@@ -120,18 +207,46 @@ class Progress:
         if text:
             self.changes.append(Change(host, task, text))
 
-    def _apply_stats(self, stats: Mapping[str, Any]) -> None:
-        """The play's final counts are authoritative (they include handlers and loops)."""
-        keys = {
-            "ok": "ok",
-            "changed": "changed",
-            "failures": "failed",
-            "dark": "unreachable",
-            "skipped": "skipped",
-        }
-        for stat, attr in keys.items():
+    def _finish(self, stats: Mapping[str, Any]) -> list[ProgressEvent]:
+        """The play is over: its final counts are authoritative (they include handlers and loops)."""
+        self.finished = True
+        for stat, attr in STATS.items():
             for name, count in (stats.get(stat) or {}).items():
                 setattr(self.host(name), attr, int(count))
+        names = sorted({name for key in STAT_HOSTS for name in (stats.get(key) or {})})
+        steps = []
+        for name in names:
+            hp = self.host(name)
+            hp.complete = True
+            hp.running.clear()
+            steps.append(ProgressEvent("host_done", name, seconds=hp.seconds()))
+        return steps
+
+
+def _role(data: Mapping[str, Any]) -> str:
+    """The task's role; tasks outside roles (fact gathering) are named after the play, as Ansible does."""
+    return str(data.get("role") or data.get("play") or "")
+
+
+def _task(data: Mapping[str, Any]) -> str:
+    return str(data.get("task") or "")
+
+
+def _task_key(data: Mapping[str, Any]) -> str:
+    """Which start a result closes: the task's uuid (names repeat across roles), else its name."""
+    return str(data.get("task_uuid") or data.get("task") or "")
+
+
+def _internal(task: str) -> bool:
+    return task.startswith(INTERNAL_TASK_PREFIXES)
+
+
+def _took(data: Mapping[str, Any], began: float | None, now: float) -> float:
+    """A task's time on a host: Ansible's own measure when the event has it, else since its start event."""
+    duration = data.get("duration")
+    if isinstance(duration, int | float) and not isinstance(duration, bool):
+        return max(0.0, float(duration))
+    return max(0.0, now - began) if began is not None else 0.0
 
 
 def _message(res: Mapping[str, Any]) -> str:

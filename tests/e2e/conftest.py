@@ -1,13 +1,20 @@
-"""Sandbox hosts for end-to-end tests: created fresh (leftovers of earlier runs are removed first)."""
+"""Sandbox hosts for end-to-end tests: created fresh (leftovers of earlier runs are removed first).
+
+Also the deploy side shared by the modules that push apps: `deploy_box` (the provisioned sandbox apps are
+deployed to) and `dev` (a `Deployer`: the developer's machine with git repositories, pushing to it).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shlex
+import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.error import HTTPError
 
 import pytest
 import testinfra
@@ -16,6 +23,9 @@ from provisioner import sandbox
 from tests.conftest import E2E_PREFIX, run_cli
 
 pytestmark = pytest.mark.e2e
+
+APPS = Path(__file__).parent / "apps"
+DOMAIN = "127.0.0.1.sslip.io"
 
 
 def pytest_collection_modifyitems(items):
@@ -170,3 +180,81 @@ def provisioned(boxes, test_ca) -> Provisioned:
     first = run_cli("up", *up_args, "--json")
     assert first.rc == 0, f"first up failed:\n{first.stdout}\n{first.stderr}"
     return Provisioned(root_box, sudo_box, up_args, first)
+
+
+class Deployer:
+    """A developer's machine: git repositories of apps, pushed to the deploy user over SSH."""
+
+    def __init__(self, box, workdir: Path, user: str = "deploy") -> None:
+        self.box = box
+        self.workdir = workdir
+        self.user = user
+        ssh = (
+            f"ssh -i {box.identity} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            "-o LogLevel=ERROR -o BatchMode=yes"
+        )
+        self.env = {"GIT_SSH_COMMAND": ssh, "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(workdir)}
+        self.url = f"ssh://{user}@127.0.0.1:{box.ssh_port}"
+
+    def git(self, repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["git", *args], cwd=repo, env=self.env, capture_output=True, text=True, timeout=900
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def repo(self, name: str, sample: str) -> Path:
+        repo = self.workdir / name
+        if repo.exists():
+            shutil.rmtree(repo)
+        shutil.copytree(APPS / sample, repo)
+        self.git(repo, "init", "-q", "-b", "main")
+        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
+        self.commit(repo, "first")
+        return repo
+
+    def commit(self, repo: Path, message: str) -> None:
+        self.git(repo, "add", "-A")
+        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
+
+    def push(self, repo: Path, app: str, ref: str = "main") -> subprocess.CompletedProcess[str]:
+        return self.git(repo, "push", "--force", f"{self.url}/{app}", ref, check=False)
+
+    def ssh(self, *command: str) -> subprocess.CompletedProcess[str]:
+        # ssh sends one command string: quote each word as a user would in a shell
+        argv = [*self.env["GIT_SSH_COMMAND"].split(), "-p", str(self.box.ssh_port), f"{self.user}@127.0.0.1"]
+        argv += [shlex.join(command)] if command else []
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+
+def get(box, host: str, path: str = "/") -> tuple[int, str]:
+    """An HTTP GET through the box's nginx, for the virtual host `host`: (status, body)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{box.http_port}{path}", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def app_host(app: str) -> str:
+    return f"{app}.{DOMAIN}"
+
+
+def pushed_ok(result, app):
+    assert result.returncode == 0, f"push of {app} failed:\n{result.stderr}"
+    assert f"=====> http://{app_host(app)}" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def deploy_box(provisioned) -> sandbox.Sandbox:
+    """The provisioned root sandbox apps are deployed to (one for the session: apps carry over)."""
+    return provisioned.root_box
+
+
+@pytest.fixture(scope="module")
+def dev(deploy_box, tmp_path_factory, request) -> Deployer:
+    """The developer's machine pushing to `deploy_box`: a working directory of its own for each module."""
+    module = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    return Deployer(deploy_box, tmp_path_factory.mktemp(f"dev-{module}"))

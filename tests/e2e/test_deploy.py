@@ -2,136 +2,57 @@
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 import threading
 import time
-import urllib.request
-from pathlib import Path
-from urllib.error import HTTPError, URLError
+from urllib.error import URLError
 
 import pytest
 
-from tests.e2e.conftest import root_exec
-
-APPS = Path(__file__).parent / "apps"
-DOMAIN = "127.0.0.1.sslip.io"
+from tests.e2e.conftest import APPS, app_host, get, pushed_ok, root_exec
 
 
-class Deployer:
-    """A developer's machine: git repositories of apps, pushed to the deploy user over SSH."""
-
-    def __init__(self, box, workdir: Path) -> None:
-        self.box = box
-        self.workdir = workdir
-        ssh = (
-            f"ssh -i {box.identity} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-            "-o LogLevel=ERROR -o BatchMode=yes"
-        )
-        self.env = {"GIT_SSH_COMMAND": ssh, "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(workdir)}
-        self.url = f"ssh://deploy@127.0.0.1:{box.ssh_port}"
-
-    def git(self, repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            ["git", *args], cwd=repo, env=self.env, capture_output=True, text=True, timeout=900
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"git {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def repo(self, name: str, sample: str) -> Path:
-        repo = self.workdir / name
-        if repo.exists():
-            shutil.rmtree(repo)
-        shutil.copytree(APPS / sample, repo)
-        self.git(repo, "init", "-q", "-b", "main")
-        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
-        self.commit(repo, "first")
-        return repo
-
-    def commit(self, repo: Path, message: str) -> None:
-        self.git(repo, "add", "-A")
-        self.git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
-
-    def push(self, repo: Path, app: str, ref: str = "main") -> subprocess.CompletedProcess[str]:
-        return self.git(repo, "push", "--force", f"{self.url}/{app}", ref, check=False)
-
-    def ssh(self, *command: str) -> subprocess.CompletedProcess[str]:
-        # ssh sends one command string: quote each word as a user would in a shell
-        argv = [*self.env["GIT_SSH_COMMAND"].split(), "-p", str(self.box.ssh_port), "deploy@127.0.0.1"]
-        argv += [shlex.join(command)] if command else []
-        return subprocess.run(argv, capture_output=True, text=True, timeout=600)
-
-
-def get(box, host: str, path: str = "/") -> tuple[int, str]:
-    req = urllib.request.Request(f"http://127.0.0.1:{box.http_port}{path}", headers={"Host": host})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-
-
-def app_host(app: str) -> str:
-    return f"{app}.{DOMAIN}"
-
-
-@pytest.fixture(scope="module")
-def host(provisioned):
-    return provisioned.root_box
-
-
-@pytest.fixture(scope="module")
-def dev(host, tmp_path_factory):
-    return Deployer(host, tmp_path_factory.mktemp("dev"))
-
-
-def pushed_ok(result, app):
-    assert result.returncode == 0, f"push of {app} failed:\n{result.stderr}"
-    assert f"=====> http://{app_host(app)}" in result.stderr
-
-
-def test_push_python_app(host, dev):
+def test_push_python_app(deploy_box, dev):
     repo = dev.repo("py", "python")
     result = dev.push(repo, "py")
     pushed_ok(result, "py")
     assert "Python" in result.stderr and "gunicorn" in result.stderr  # the build log reached the pusher
-    status, body = get(host, app_host("py"))
+    status, body = get(deploy_box, app_host("py"))
     assert status == 200 and body.startswith("python v1 greeting= "), (status, body, result.stderr)
 
 
-def test_push_node_app(host, dev):
+def test_push_node_app(deploy_box, dev):
     pushed_ok(dev.push(dev.repo("nodeapp", "node"), "nodeapp"), "nodeapp")
-    assert get(host, app_host("nodeapp")) == (200, "node says 1m is one minute\n")
+    assert get(deploy_box, app_host("nodeapp")) == (200, "node says 1m is one minute\n")
 
 
-def test_push_static_site(host, dev):
+def test_push_static_site(deploy_box, dev):
     pushed_ok(dev.push(dev.repo("site", "static"), "site"), "site")
-    status, body = get(host, app_host("site"))
+    status, body = get(deploy_box, app_host("site"))
     assert status == 200 and "static sample site" in body
-    assert get(host, app_host("site"), "/.profile.d/")[0] == 404
+    assert get(deploy_box, app_host("site"), "/.profile.d/")[0] == 404
 
 
-def test_push_dockerfile_app(host, dev):
+def test_push_dockerfile_app(deploy_box, dev):
     result = dev.push(dev.repo("dock", "dockerfile"), "dock")
     pushed_ok(result, "dock")
     assert "Dockerfile" in result.stderr
-    assert get(host, app_host("dock")) == (200, "dockerfile app on 8080\n")
+    assert get(deploy_box, app_host("dock")) == (200, "dockerfile app on 8080\n")
 
 
-def test_push_with_custom_buildpack_from_git_url(host, dev, tmp_path):
+def test_push_with_custom_buildpack_from_git_url(deploy_box, dev, tmp_path):
     # A buildpack repository served from the host itself.
     bp = tmp_path / "bp"
     shutil.copytree(APPS / "buildpack", bp)
     dev.git(bp, "init", "-q", "-b", "main")
     dev.commit(bp, "buildpack")
     tar = subprocess.run(["tar", "-C", str(bp), "-cf", "-", "."], check=True, capture_output=True).stdout
-    root_exec(host, "rm -rf /srv/buildpacks && mkdir -p /srv/buildpacks/hello.src")
-    ssh = [*dev.env["GIT_SSH_COMMAND"].split(), "-p", str(host.ssh_port), "root@127.0.0.1"]
+    root_exec(deploy_box, "rm -rf /srv/buildpacks && mkdir -p /srv/buildpacks/hello.src")
+    ssh = [*dev.env["GIT_SSH_COMMAND"].split(), "-p", str(deploy_box.ssh_port), "root@127.0.0.1"]
     subprocess.run([*ssh, "tar -C /srv/buildpacks/hello.src -xf -"], input=tar, check=True)
     root_exec(
-        host,
+        deploy_box,
         "git clone -q --bare /srv/buildpacks/hello.src /srv/buildpacks/hello.git && "
         "chown -R deploy: /srv/buildpacks/hello.git",
     )
@@ -144,27 +65,27 @@ def test_push_with_custom_buildpack_from_git_url(host, dev, tmp_path):
     result = dev.push(dev.repo("custom", "custom"), "custom")
     pushed_ok(result, "custom")
     assert "Hello buildpack" in result.stderr
-    assert get(host, app_host("custom")) == (
+    assert get(deploy_box, app_host("custom")) == (
         200,
         "custom buildpack says: hello from a buildpack fetched by git URL\n",
     )
 
 
-def test_config_set_and_scale(host, dev):
+def test_config_set_and_scale(deploy_box, dev):
     result = dev.ssh("config:set", "py", "GREETING=hello world")
     assert result.returncode == 0, result.stderr
-    assert "greeting=hello world " in get(host, app_host("py"))[1]
+    assert "greeting=hello world " in get(deploy_box, app_host("py"))[1]
     assert dev.ssh("config", "py").stdout.strip() == "GREETING=hello world"
     scaled = dev.ssh("ps:scale", "py", "web=2")
     assert scaled.returncode == 0, scaled.stderr
     ps = dev.ssh("ps", "py").stdout
     assert len([ln for ln in ps.splitlines() if ln.startswith("web.") and "running" in ln]) == 2, ps
-    seen = {get(host, app_host("py"))[1].split("host=")[1].strip() for _ in range(30)}
+    seen = {get(deploy_box, app_host("py"))[1].split("host=")[1].strip() for _ in range(30)}
     assert len(seen) == 2, seen  # nginx balances over both containers
     assert dev.ssh("ps:scale", "py", "web=1").returncode == 0
 
 
-def test_redeploy_under_load_has_zero_failed_requests(host, dev):
+def test_redeploy_under_load_has_zero_failed_requests(deploy_box, dev):
     repo = dev.workdir / "py"
     failures: list[str] = []
     bodies: list[str] = []
@@ -173,7 +94,7 @@ def test_redeploy_under_load_has_zero_failed_requests(host, dev):
     def client():
         while not stop.is_set():
             try:
-                status, body = get(host, app_host("py"))
+                status, body = get(deploy_box, app_host("py"))
                 if status != 200:
                     failures.append(f"HTTP {status}")
                 bodies.append(body)
@@ -210,9 +131,9 @@ def test_redeploy_under_load_has_zero_failed_requests(host, dev):
     ],
     ids=["crash-on-start", "release-command-fails"],
 )
-def test_failed_deploy_keeps_previous_release_serving(host, dev, procfile, reason):
+def test_failed_deploy_keeps_previous_release_serving(deploy_box, dev, procfile, reason):
     repo = dev.workdir / "py"
-    before = get(host, app_host("py"))
+    before = get(deploy_box, app_host("py"))
     assert before[0] == 200
     good = dev.git(repo, "rev-parse", "HEAD").stdout.strip()
     (repo / "Procfile").write_text(procfile)
@@ -222,11 +143,11 @@ def test_failed_deploy_keeps_previous_release_serving(host, dev, procfile, reaso
     assert result.returncode != 0
     assert reason in result.stderr, result.stderr
     assert "still serving" in result.stderr
-    assert get(host, app_host("py")) == before
+    assert get(deploy_box, app_host("py")) == before
     assert "web.1" in dev.ssh("ps", "py").stdout
 
 
-def test_rollback_and_default_server(host, dev):
+def test_rollback_and_default_server(deploy_box, dev):
     releases = dev.ssh("releases", "py").stdout
     assert releases.splitlines()[0].startswith("*"), releases
     first = [ln for ln in releases.splitlines() if "deploy" in ln][-1].split()[
@@ -234,18 +155,18 @@ def test_rollback_and_default_server(host, dev):
     ]  # the first deploy (v1 code)
     result = dev.ssh("rollback", "py", first)
     assert result.returncode == 0, result.stderr
-    assert get(host, app_host("py"))[1].startswith("python v1")
-    assert get(host, "unknown.example.com")[0] == 404
+    assert get(deploy_box, app_host("py"))[1].startswith("python v1")
+    assert get(deploy_box, "unknown.example.com")[0] == 404
 
 
-def test_domains(host, dev):
+def test_domains(deploy_box, dev):
     assert dev.ssh("domains:add", "site", "www.site.example").returncode == 0
-    assert "static sample site" in get(host, "www.site.example")[1]
+    assert "static sample site" in get(deploy_box, "www.site.example")[1]
     assert dev.ssh("domains", "site").stdout.split() == [app_host("site"), "www.site.example"]
     taken = dev.ssh("domains:add", "py", "www.site.example")
     assert taken.returncode == 1 and "already routes" in taken.stderr
     assert dev.ssh("domains:remove", "site", "www.site.example").returncode == 0
-    assert get(host, "www.site.example")[0] == 404
+    assert get(deploy_box, "www.site.example")[0] == 404
 
 
 def test_logs(dev):
@@ -253,9 +174,9 @@ def test_logs(dev):
     assert result.returncode == 0 and "listening on" in result.stdout
 
 
-def test_invalid_app_name_branch_and_arguments_change_nothing(host, dev):
+def test_invalid_app_name_branch_and_arguments_change_nothing(deploy_box, dev):
     repo = dev.workdir / "site"
-    before = root_exec(host, "ls /var/lib/provisioner/apps")
+    before = root_exec(deploy_box, "ls /var/lib/provisioner/apps")
     bad = dev.push(repo, "Bad_Name")
     assert bad.returncode != 0 and "invalid app name" in bad.stderr
     dev.git(repo, "branch", "-f", "feature")
@@ -264,7 +185,7 @@ def test_invalid_app_name_branch_and_arguments_change_nothing(host, dev):
     unknown = dev.ssh("ps:scale", "site", "--force")
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: ")
     assert dev.ssh("config:set", "site", "$(id)=1").returncode == 1
-    assert root_exec(host, "ls /var/lib/provisioner/apps") == before
+    assert root_exec(deploy_box, "ls /var/lib/provisioner/apps") == before
     assert dev.ssh("config", "site").stdout == ""
 
 

@@ -16,24 +16,13 @@ import pytest
 
 from provisioner import sandbox
 from tests.conftest import record_figure, run_cli
-from tests.e2e.conftest import root_exec
-from tests.e2e.test_deploy import Deployer, app_host, get, pushed_ok
+from tests.e2e.conftest import Deployer, app_host, get, pushed_ok, root_exec
 
 TRICKY = "a\"b'c $(touch /tmp/pwned) `id` ; rm -rf / \\n \\\\ {{x}} %s\nsecond line\ttab ünïcødé = end  "
 
 
 @pytest.fixture(scope="module")
-def host(provisioned):
-    return provisioned.root_box
-
-
-@pytest.fixture(scope="module")
-def dev(host, tmp_path_factory):
-    return Deployer(host, tmp_path_factory.mktemp("hardening"))
-
-
-@pytest.fixture(scope="module")
-def echo(host, dev):
+def echo(deploy_box, dev):
     """An app that answers /env/NAME with the value of NAME."""
     repo = dev.repo("echo", "echoenv")
     pushed_ok(dev.push(repo, "echo"), "echo")
@@ -54,20 +43,20 @@ def env_of(host, name: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def test_config_values_reach_the_app_byte_for_byte(host, dev, echo):
+def test_config_values_reach_the_app_byte_for_byte(deploy_box, dev, echo):
     result = dev.ssh("config:set", "echo", f"TRICKY={TRICKY}", "EMPTY=", "WITH_EQUALS=a=b=c")
     assert result.returncode == 0, result.stderr
-    assert env_of(host, "TRICKY") == (200, TRICKY.encode())
-    assert env_of(host, "EMPTY") == (200, b"")
-    assert env_of(host, "WITH_EQUALS") == (200, b"a=b=c")
-    assert root_exec(host, "test -e /tmp/pwned && echo yes || echo no").strip() == "no"
+    assert env_of(deploy_box, "TRICKY") == (200, TRICKY.encode())
+    assert env_of(deploy_box, "EMPTY") == (200, b"")
+    assert env_of(deploy_box, "WITH_EQUALS") == (200, b"a=b=c")
+    assert root_exec(deploy_box, "test -e /tmp/pwned && echo yes || echo no").strip() == "no"
     shown = dev.ssh("config", "echo").stdout
     assert f"TRICKY={TRICKY}" in shown
 
 
-def test_config_files_are_private_to_the_deploy_user(host, echo):
+def test_config_files_are_private_to_the_deploy_user(deploy_box, echo):
     listing = root_exec(
-        host,
+        deploy_box,
         "stat -c '%n %a %U' /var/lib/provisioner/apps/echo/config.json "
         "/var/lib/provisioner/apps/echo/releases.json /var/lib/provisioner/apps/echo/current.json",
     )
@@ -76,7 +65,7 @@ def test_config_files_are_private_to_the_deploy_user(host, echo):
         assert (mode, owner) == ("600", "deploy"), line
 
 
-def test_no_config_value_in_any_output_or_artifact(host, dev, echo, provisioned, provisioner_home):
+def test_no_config_value_in_any_output_or_artifact(deploy_box, dev, echo, provisioned, provisioner_home):
     secret = "s3cr3t-" + uuid.uuid4().hex
     outputs: list[str] = []
 
@@ -85,7 +74,7 @@ def test_no_config_value_in_any_output_or_artifact(host, dev, echo, provisioned,
         return result
 
     assert keep(dev.ssh("config:set", "echo", f"API_TOKEN={secret}")).returncode == 0
-    assert env_of(host, "API_TOKEN") == (200, secret.encode())  # the app has it
+    assert env_of(deploy_box, "API_TOKEN") == (200, secret.encode())  # the app has it
     server = echo / "server.py"
     server.write_text(server.read_text().replace('MARK = "one"', 'MARK = "two"'))
     dev.commit(echo, "two")
@@ -97,7 +86,7 @@ def test_no_config_value_in_any_output_or_artifact(host, dev, echo, provisioned,
         ["ps:restart", "echo"],
     ):
         assert keep(dev.ssh(*command)).returncode == 0, command
-    up = run_cli("up", *provisioned.up_args, "--limit", host.name)  # provisioning and verify
+    up = run_cli("up", *provisioned.up_args, "--limit", deploy_box.name)  # provisioning and verify
     assert up.rc == 0, up.stderr
     outputs.append(up.stdout + up.stderr)
     leaks = [o[:200] for o in outputs if secret in o]
@@ -105,7 +94,7 @@ def test_no_config_value_in_any_output_or_artifact(host, dev, echo, provisioned,
     artifacts = [p for p in Path(provisioner_home).rglob("*") if p.is_file() and secret in read(p)]
     assert artifacts == []
     found = root_exec(
-        host,
+        deploy_box,
         f"grep -rlF {shlex.quote(secret)} /var/log /etc /tmp /var/tmp /home /usr/local "
         f"/var/lib/provisioner/nginx 2>/dev/null; journalctl --no-pager 2>/dev/null | grep -cF {secret}",
         check=False,
@@ -120,13 +109,13 @@ def read(path: Path) -> str:
         return ""
 
 
-def test_proxy_and_index_credentials_stay_out_of_runs(host, provisioned, provisioner_home):
+def test_proxy_and_index_credentials_stay_out_of_runs(deploy_box, provisioned, provisioner_home):
     """Credentials in --pip-index-url and proxy URLs: no_log tasks, no extra-vars file left behind."""
     secret = "pw-" + uuid.uuid4().hex
     args = [
         *provisioned.up_args,
         "--limit",
-        host.name,
+        deploy_box.name,
         "--tags",
         "base",
         "--no-verify",
@@ -139,21 +128,23 @@ def test_proxy_and_index_credentials_stay_out_of_runs(host, provisioned, provisi
         check = run_cli("up", *args, "--check")  # diff mode: where file contents would show
         real = run_cli("up", *args)
         assert check.rc == 0 and real.rc == 0, check.stderr + real.stderr
-        assert secret in root_exec(host, "cat /etc/pip.conf")  # it did reach the host
+        assert secret in root_exec(deploy_box, "cat /etc/pip.conf")  # it did reach the host
         for result in (check, real):
             assert secret not in result.stdout + result.stderr
         artifacts = [p for p in Path(provisioner_home).rglob("*") if p.is_file() and secret in read(p)]
         assert artifacts == []
     finally:
-        restore = run_cli("up", *provisioned.up_args, "--limit", host.name, "--tags", "base", "--no-verify")
+        restore = run_cli(
+            "up", *provisioned.up_args, "--limit", deploy_box.name, "--tags", "base", "--no-verify"
+        )
         assert restore.rc == 0, restore.stderr
     assert secret not in root_exec(
-        host, "cat /etc/pip.conf; cat /etc/provisioner/proxy.env 2>/dev/null; true"
+        deploy_box, "cat /etc/pip.conf; cat /etc/provisioner/proxy.env 2>/dev/null; true"
     )
 
 
 @pytest.mark.parametrize("force", [True, False], ids=["force-pushes", "plain-pushes"])
-def test_two_pushes_at_once_end_on_one_complete_release(host, dev, force):
+def test_two_pushes_at_once_end_on_one_complete_release(deploy_box, dev, force):
     app = "race" if force else "race2"
     base = dev.repo(app, "static")
     pushed_ok(dev.push(base, app), app)
@@ -188,17 +179,17 @@ def test_two_pushes_at_once_end_on_one_complete_release(host, dev, force):
     # One complete release: the served page, the repository's main and the current release agree.
     remote = dev.git(clones[0], "ls-remote", f"{dev.url}/{app}", "refs/heads/main").stdout.split()[0]
     label = next(c.name[-1] for c in clones if dev.git(c, "rev-parse", "HEAD").stdout.strip() == remote)
-    assert f"release {label}" in get(host, app_host(app))[1]
+    assert f"release {label}" in get(deploy_box, app_host(app))[1]
     current = dev.ssh("releases", app).stdout.splitlines()[0].split()
     assert current[0] == "*" and remote.startswith(current[3]), current
     processes = [ln for ln in dev.ssh("ps", app).stdout.splitlines() if ln.startswith("web.")]
     assert len(processes) == 1 and current[1] in processes[0], processes
 
 
-def test_killed_build_fails_clearly_and_the_previous_release_keeps_serving(host, dev):
+def test_killed_build_fails_clearly_and_the_previous_release_keeps_serving(deploy_box, dev):
     repo = dev.repo("slowpy", "python")
     pushed_ok(dev.push(repo, "slowpy"), "slowpy")
-    before = get(host, app_host("slowpy"))
+    before = get(deploy_box, app_host("slowpy"))
     assert before[0] == 200
     (repo / "app.py").write_text((repo / "app.py").read_text().replace('VERSION = "1"', 'VERSION = "2"'))
     dev.commit(repo, "v2")
@@ -214,7 +205,7 @@ def test_killed_build_fails_clearly_and_the_previous_release_keeps_serving(host,
             'if [ -n "$c" ]; then sleep 0.5; docker kill "$c" >/dev/null && echo "$c"; exit 0; fi; '
             "sleep 0.1; done; exit 1"
         )
-        killed.append(root_exec(host, script, check=False).strip())
+        killed.append(root_exec(deploy_box, script, check=False).strip())
 
     thread = threading.Thread(target=killer)
     thread.start()
@@ -224,91 +215,91 @@ def test_killed_build_fails_clearly_and_the_previous_release_keeps_serving(host,
     assert result.returncode != 0
     assert "the build was killed" in result.stderr, result.stderr[-1500:]
     assert "still serving" in result.stderr
-    assert get(host, app_host("slowpy")) == before
+    assert get(deploy_box, app_host("slowpy")) == before
     pushed_ok(dev.push(repo, "slowpy"), "slowpy")  # the next push works
-    assert get(host, app_host("slowpy"))[1].startswith("python v2")
+    assert get(deploy_box, app_host("slowpy"))[1].startswith("python v2")
 
 
-def test_build_refused_on_a_nearly_full_disk_keeps_the_release_serving(host, dev):
+def test_build_refused_on_a_nearly_full_disk_keeps_the_release_serving(deploy_box, dev):
     repo = dev.workdir / "slowpy"
-    before = get(host, app_host("slowpy"))
-    saved = root_exec(host, "cat /etc/provisioner/deploy.json")
+    before = get(deploy_box, app_host("slowpy"))
+    saved = root_exec(deploy_box, "cat /etc/provisioner/deploy.json")
     settings = json.loads(saved)
     settings["build_min_free_mb"] = 10**9  # more than any disk: the situation of a full one
-    root_exec(host, f"printf '%s' {shlex.quote(json.dumps(settings))} > /etc/provisioner/deploy.json")
+    root_exec(deploy_box, f"printf '%s' {shlex.quote(json.dumps(settings))} > /etc/provisioner/deploy.json")
     try:
         (repo / "app.py").write_text((repo / "app.py").read_text().replace('"2"', '"3"'))
         dev.commit(repo, "v3")
         result = dev.push(repo, "slowpy")
     finally:
-        root_exec(host, f"printf '%s' {shlex.quote(saved)} > /etc/provisioner/deploy.json")
+        root_exec(deploy_box, f"printf '%s' {shlex.quote(saved)} > /etc/provisioner/deploy.json")
     assert result.returncode != 0
     assert "a build needs at least" in result.stderr and "cleanup" in result.stderr, result.stderr[-800:]
     assert "still serving" in result.stderr
-    assert get(host, app_host("slowpy")) == before
+    assert get(deploy_box, app_host("slowpy")) == before
 
 
-def test_cleanup_keeps_the_last_releases_for_rollback(host, dev):
+def test_cleanup_keeps_the_last_releases_for_rollback(deploy_box, dev):
     repo = dev.repo("old", "static")
     for n in range(1, 6):
         (repo / "index.html").write_text(f"<html><body>old release {n}</body></html>\n")
         dev.commit(repo, f"r{n}")
         pushed_ok(dev.push(repo, "old"), "old")
-    images = root_exec(host, "docker images --format '{{.Tag}}' provisioner-app/old | sort").split()
+    images = root_exec(deploy_box, "docker images --format '{{.Tag}}' provisioner-app/old | sort").split()
     assert len(images) >= 5, images
     result = dev.ssh("cleanup")
     assert result.returncode == 0, result.stderr
     versions = [ln.lstrip("* ").split()[0] for ln in dev.ssh("releases", "old").stdout.splitlines()]
-    kept = root_exec(host, "docker images --format '{{.Tag}}' provisioner-app/old").split()
+    kept = root_exec(deploy_box, "docker images --format '{{.Tag}}' provisioner-app/old").split()
     assert len(kept) == 3, (kept, result.stdout)
     assert "old: keeping" in result.stdout and "image(s)" in result.stdout
     gone = dev.ssh("rollback", "old", versions[-1])  # the oldest release
     assert gone.returncode == 1 and "removed by cleanup" in gone.stderr, gone.stderr
     back = dev.ssh("rollback", "old", versions[2])  # the third newest: kept
     assert back.returncode == 0, back.stderr
-    assert "old release 3" in get(host, app_host("old"))[1]
-    assert root_exec(host, "systemctl is-enabled provisioner-cleanup.timer").strip() == "enabled"
-    root_exec(host, "systemctl start provisioner-cleanup.service")  # the timer's job runs as deploy
-    assert "old release 3" in get(host, app_host("old"))[1]
+    assert "old release 3" in get(deploy_box, app_host("old"))[1]
+    assert root_exec(deploy_box, "systemctl is-enabled provisioner-cleanup.timer").strip() == "enabled"
+    root_exec(deploy_box, "systemctl start provisioner-cleanup.service")  # the timer's job runs as deploy
+    assert "old release 3" in get(deploy_box, app_host("old"))[1]
 
 
-def test_keys_add_list_remove(host, provisioned, tmp_path):
+def test_keys_add_list_remove(deploy_box, provisioned, tmp_path):
     key = tmp_path / "alice"
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", str(key)], check=True
     )
-    added = run_cli("keys", "add", host.name, "--key", f"{key}.pub", "--name", "alice")
+    added = run_cli("keys", "add", deploy_box.name, "--key", f"{key}.pub", "--name", "alice")
     assert added.rc == 0 and "added alice (SHA256:" in added.stdout, added.stderr
-    listed = run_cli("keys", "list", host.name, "--json")
+    listed = run_cli("keys", "list", deploy_box.name, "--json")
     assert {k["name"] for k in listed.json()} >= {"alice", "up-1"}
-    alice = Deployer(host, tmp_path)
-    alice.env["GIT_SSH_COMMAND"] = alice.env["GIT_SSH_COMMAND"].replace(host.identity, str(key))
+    alice = Deployer(deploy_box, tmp_path)
+    alice.env["GIT_SSH_COMMAND"] = alice.env["GIT_SSH_COMMAND"].replace(deploy_box.identity, str(key))
     as_alice = alice.ssh("apps:list")
     assert as_alice.returncode == 0, as_alice.stderr  # in: the forced command ran for her key
     # A later `up` keeps keys added this way; through a sudo user the same commands work.
-    up = run_cli("up", *provisioned.up_args, "--limit", host.name, "--tags", "receiver", "--no-verify")
+    up = run_cli("up", *provisioned.up_args, "--limit", deploy_box.name, "--tags", "receiver", "--no-verify")
     assert up.rc == 0, up.stderr
-    assert "alice" in run_cli("keys", "list", host.name).stdout
+    assert "alice" in run_cli("keys", "list", deploy_box.name).stdout
     sudo_list = run_cli("keys", "list", f"ops@{provisioned.sudo_box.name}")
     assert sudo_list.rc == 0 and "up-1" in sudo_list.stdout, sudo_list.stderr
-    removed = run_cli("keys", "remove", host.name, "alice")
+    removed = run_cli("keys", "remove", deploy_box.name, "alice")
     assert removed.rc == 0 and "removed alice" in removed.stdout
     refused = alice.ssh("apps:list")
     assert refused.returncode == 255 and "Permission denied" in refused.stderr
 
 
-def test_apps_answer_again_after_a_host_restart(host, dev, docker_client):
+def test_apps_answer_again_after_a_host_restart(deploy_box, dev, docker_client):
     apps = dev.ssh("apps:list").stdout.split()
-    serving = [a for a in apps if get(host, app_host(a))[0] == 200]
+    serving = [a for a in apps if get(deploy_box, app_host(a))[0] == 200]
     assert len(serving) >= 3, apps
     stop_started = time.monotonic()
-    docker_client.containers.get(sandbox.container_name(host.name)).restart(timeout=30)
+    docker_client.containers.get(sandbox.container_name(deploy_box.name)).restart(timeout=30)
     restarted = time.monotonic()
     waiting = set(serving)
     while waiting and time.monotonic() - restarted < 120:
         for app in list(waiting):
             try:
-                if get(host, app_host(app))[0] == 200:
+                if get(deploy_box, app_host(app))[0] == 200:
                     waiting.discard(app)
             except OSError:
                 pass
@@ -321,4 +312,6 @@ def test_apps_answer_again_after_a_host_restart(host, dev, docker_client):
     )
     assert not waiting, f"still not answering after {seconds:.0f} s: {sorted(waiting)}"
     assert seconds <= 30
-    sandbox.start(host.name, docker_client)  # running already: waits for sshd, for the tests after this one
+    sandbox.start(
+        deploy_box.name, docker_client
+    )  # running already: waits for sshd, for the tests after this one

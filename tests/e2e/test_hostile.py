@@ -17,8 +17,7 @@ import pytest
 from provisioner import sandbox
 from provisioner.targets import UNPINNED_SSH_OPTIONS
 from tests.conftest import E2E_PREFIX, record_figure, run_cli
-from tests.e2e.conftest import root_exec
-from tests.e2e.test_deploy import Deployer, pushed_ok
+from tests.e2e.conftest import pushed_ok, root_exec
 
 PWNED = "/tmp/pwned"
 TALLY = {"tried": 0, "accepted": []}
@@ -81,16 +80,6 @@ SSH_CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def host(provisioned):
-    return provisioned.root_box
-
-
-@pytest.fixture(scope="module")
-def dev(host, tmp_path_factory):
-    return Deployer(host, tmp_path_factory.mktemp("hostile"))
-
-
 def snapshot(box) -> str:
     """What hostile input must not change: app dirs and files, vhosts, keys, containers, repositories."""
     return root_exec(
@@ -106,11 +95,11 @@ def snapshot(box) -> str:
 
 
 @pytest.fixture(scope="module")
-def before(host, dev):
+def before(deploy_box, dev):
     """The target app exists and serves; then the host's state is recorded."""
     if "hostile" not in dev.ssh("apps:list").stdout.split():
         pushed_ok(dev.push(dev.repo("hostile", "static"), "hostile"), "hostile")
-    return snapshot(host), sorted(b.name for b in sandbox.list_sandboxes())
+    return snapshot(deploy_box), sorted(b.name for b in sandbox.list_sandboxes())
 
 
 def refused(rc: int, output: str, case: str) -> None:
@@ -130,13 +119,13 @@ def test_hostile_ssh_command_is_refused(before, dev, case, words):
     refused(result.returncode, result.stderr + result.stdout, case)
 
 
-def test_a_nul_byte_in_a_command_is_refused(before, host):
+def test_a_nul_byte_in_a_command_is_refused(before, deploy_box):
     """ssh(1) cannot send a NUL; a hand-made client can. sshd rejects it before our program runs."""
     import paramiko
 
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    client.connect("127.0.0.1", port=host.ssh_port, username="deploy", key_filename=host.identity)
+    client.connect("127.0.0.1", port=deploy_box.ssh_port, username="deploy", key_filename=deploy_box.identity)
     rc = -1
     try:
         _in, out, _err = client.exec_command("apps:create app\x00touch", timeout=20)
@@ -226,17 +215,17 @@ def escape(name: str, ok: bool) -> None:
     "command",
     ["bash", "sh -c id", "/bin/sh -i", "exec /bin/sh", "apps:list; id", "apps:list && id", "$(id)", "env"],
 )
-def test_escape_to_a_shell_fails(before, host, command):
-    proc = subprocess.run([*ssh_deploy(host), command], capture_output=True, text=True, timeout=60)
+def test_escape_to_a_shell_fails(before, deploy_box, command):
+    proc = subprocess.run([*ssh_deploy(deploy_box), command], capture_output=True, text=True, timeout=60)
     escape(f"shell: {command}", proc.returncode != 0 and "uid=" not in proc.stdout)
     assert proc.returncode != 0 and "uid=" not in proc.stdout
     assert "unknown command" in proc.stderr or "error:" in proc.stderr
     assert "SSH_ORIGINAL_COMMAND" not in proc.stdout
 
 
-def test_escape_through_stdio_forwarding_fails(before, host):
+def test_escape_through_stdio_forwarding_fails(before, deploy_box):
     proc = subprocess.run(
-        [*ssh_deploy(host, "-W", "127.0.0.1:22")], capture_output=True, timeout=60, input=b""
+        [*ssh_deploy(deploy_box, "-W", "127.0.0.1:22")], capture_output=True, timeout=60, input=b""
     )
     escape("ssh -W", proc.returncode != 0 and not proc.stdout.startswith(b"SSH-"))
     assert proc.returncode != 0 and not proc.stdout.startswith(b"SSH-")
@@ -259,10 +248,10 @@ def _wait_listening(port: int, proc: subprocess.Popen, seconds: float = 15) -> N
         time.sleep(0.2)
 
 
-def test_escape_through_local_forwarding_fails(before, host):
+def test_escape_through_local_forwarding_fails(before, deploy_box):
     port = free_port()
     proc = subprocess.Popen(
-        [*ssh_deploy(host, "-N", "-L", f"127.0.0.1:{port}:127.0.0.1:22")],
+        [*ssh_deploy(deploy_box, "-N", "-L", f"127.0.0.1:{port}:127.0.0.1:22")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -276,10 +265,10 @@ def test_escape_through_local_forwarding_fails(before, host):
     assert not data.startswith(b"SSH-"), data
 
 
-def test_escape_through_dynamic_forwarding_fails(before, host):
+def test_escape_through_dynamic_forwarding_fails(before, deploy_box):
     port = free_port()
     proc = subprocess.Popen(
-        [*ssh_deploy(host, "-N", "-D", f"127.0.0.1:{port}")],
+        [*ssh_deploy(deploy_box, "-N", "-D", f"127.0.0.1:{port}")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -300,9 +289,9 @@ def test_escape_through_dynamic_forwarding_fails(before, host):
     assert not succeeded, reply
 
 
-def test_escape_through_remote_forwarding_fails(before, host):
+def test_escape_through_remote_forwarding_fails(before, deploy_box):
     proc = subprocess.run(
-        [*ssh_deploy(host, "-N", "-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:127.0.0.1:9")],
+        [*ssh_deploy(deploy_box, "-N", "-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:127.0.0.1:9")],
         capture_output=True,
         text=True,
         timeout=60,
@@ -312,10 +301,10 @@ def test_escape_through_remote_forwarding_fails(before, host):
 
 
 @pytest.mark.parametrize("tool", ["scp", "scp -O", "sftp"])
-def test_escape_through_file_transfer_fails(before, host, tmp_path, tool):
+def test_escape_through_file_transfer_fails(before, deploy_box, tmp_path, tool):
     local = tmp_path / "payload"
     local.write_text("payload\n")
-    base = ssh_deploy(host)[1:-1]  # the options, without the leading "ssh" and the destination
+    base = ssh_deploy(deploy_box)[1:-1]  # the options, without the leading "ssh" and the destination
     opts = [o.replace("-p", "-P") if o == "-p" else o for o in base]
     if tool == "sftp":
         batch = tmp_path / "batch"
@@ -324,7 +313,7 @@ def test_escape_through_file_transfer_fails(before, host, tmp_path, tool):
     else:
         argv = [*tool.split(), *opts, str(local), f"deploy@127.0.0.1:{PWNED}-{tool.replace(' ', '')}"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    landed = root_exec(host, f"ls {PWNED}* 2>/dev/null; true").strip()
+    landed = root_exec(deploy_box, f"ls {PWNED}* 2>/dev/null; true").strip()
     escape(tool, proc.returncode != 0 and not landed)
     assert proc.returncode != 0 and not landed, (proc.stderr, landed)
 
@@ -333,11 +322,11 @@ def test_escape_through_file_transfer_fails(before, host, tmp_path, tool):
     "path",
     ["/etc", "../../etc/passwd", "/var/lib/provisioner/apps/hostile/repo.git", "hostile/../../../etc"],
 )
-def test_escape_through_git_paths_fails(before, host, dev, tmp_path, path):
+def test_escape_through_git_paths_fails(before, deploy_box, dev, tmp_path, path):
     url = (
-        f"ssh://deploy@127.0.0.1:{host.ssh_port}/{path.lstrip('/')}"
+        f"ssh://deploy@127.0.0.1:{deploy_box.ssh_port}/{path.lstrip('/')}"
         if not path.startswith("/")
-        else (f"ssh://deploy@127.0.0.1:{host.ssh_port}{path}")
+        else (f"ssh://deploy@127.0.0.1:{deploy_box.ssh_port}{path}")
     )
     clone = dev.git(tmp_path, "clone", "-q", url, "c", check=False)
     escape(f"git clone {path}", clone.returncode != 0)
@@ -350,9 +339,9 @@ def test_escape_through_git_paths_fails(before, host, dev, tmp_path, path):
     assert push.returncode != 0 and "invalid app name" in push.stderr, push.stderr
 
 
-def test_hostile_input_created_nothing(before, host):
+def test_hostile_input_created_nothing(before, deploy_box):
     state, boxes = before
-    after = snapshot(host)
+    after = snapshot(deploy_box)
     assert after == state, "\n".join(sorted(set(after.splitlines()).symmetric_difference(state.splitlines())))
     assert sorted(b.name for b in sandbox.list_sandboxes()) == boxes
     assert not os.path.exists(PWNED)

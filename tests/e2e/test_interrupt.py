@@ -1,25 +1,34 @@
-"""`provisioner up` killed at random moments on fresh sandboxes: a rerun converges and verify passes.
+"""Fresh hosts provisioned the hard way: `up` killed at random moments, with another deploy user.
 
 Three trials run side by side (one fresh sandbox each), each killed at a random moment of its own window
 (early: packages; middle: Docker, nginx; late: the stack images), the whole process tree at once, as a
 crashed controller or a closed laptop would. Then one `up` of the three must converge, and verify pass.
 PROVISIONER_INTERRUPT_SEED=N replays the moments of an earlier run.
+
+Every run here says `-e receiver_user=git`: the hosts that come out of it are also the fresh hosts on which
+a deploy user other than `deploy` must work end to end (git push, help, verify), at no extra provisioning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT, record_figure, run_cli
+import pytest
+
+from tests.conftest import ROOT, CliResult, record_figure, run_cli
+from tests.e2e.conftest import Deployer, app_host, get, pushed_ok, root_exec
 
 WINDOWS = [(15.0, 45.0), (50.0, 110.0), (110.0, 200.0)]
+USER = ["-e", "receiver_user=git"]
 
 
 def descendants(pid: int) -> list[int]:
@@ -53,18 +62,29 @@ def last_task(log: Path) -> str:
     return lines[-1].split(": ", 1)[1] if lines else "before the first task"
 
 
-def test_killed_up_converges_on_rerun_and_verify_passes(boxes, tmp_path):
+@dataclass
+class Interrupted:
+    trials: list  # the sandboxes
+    seed: int
+    killed_at: list[str]
+    rerun: CliResult
+
+
+@pytest.fixture(scope="module")
+def interrupted(boxes, tmp_path_factory) -> Interrupted:
+    """Three fresh sandboxes, each `up` killed at its random moment, then one rerun of all three."""
     seed = int(os.environ.get("PROVISIONER_INTERRUPT_SEED") or time.time())
     rng = random.Random(seed)
     moments = [round(rng.uniform(lo, hi), 1) for lo, hi in WINDOWS]
     trials = [boxes.create(f"kill{i}") for i in range(1, len(WINDOWS) + 1)]
+    logs = tmp_path_factory.mktemp("interrupted")
     env = {**os.environ, "COLUMNS": "200"}
     procs = []
     started = time.monotonic()
     for box in trials:
-        log = tmp_path / f"{box.name}.log"
+        log = logs / f"{box.name}.log"
         with open(log, "w") as fh:
-            cmd = [sys.executable, "-m", "provisioner", "up", box.name, "--no-verify"]
+            cmd = [sys.executable, "-m", "provisioner", "up", box.name, *USER, "--no-verify"]
             procs.append((box, log, subprocess.Popen(cmd, stdout=fh, stderr=fh, cwd=ROOT, env=env)))
     killed_at: list[str] = []
     for (box, log, proc), moment in sorted(zip(procs, moments, strict=True), key=lambda p: p[1]):
@@ -76,7 +96,12 @@ def test_killed_up_converges_on_rerun_and_verify_passes(boxes, tmp_path):
         kill_tree(proc)
         killed_at.append(f"{box.name}: killed at {moment} s (last progress line: {where})")
     print(f"seed {seed}: " + "; ".join(killed_at))
-    rerun = run_cli("up", *[b.name for b in trials], "--forks", "3", "--json", timeout=1800)
+    rerun = run_cli("up", *[b.name for b in trials], *USER, "--forks", "3", "--json", timeout=1800)
+    return Interrupted(trials, seed, killed_at, rerun)
+
+
+def test_killed_up_converges_on_rerun_and_verify_passes(interrupted):
+    trials, rerun = interrupted.trials, interrupted.rerun
     converged = 0
     try:
         data = rerun.json()
@@ -90,10 +115,39 @@ def test_killed_up_converges_on_rerun_and_verify_passes(boxes, tmp_path):
         pass
     record_figure(
         "interrupted up",
-        f"{len(trials)} trials (seed {seed}): " + "; ".join(killed_at) + f"; {converged} of {len(trials)} "
-        "converged on one rerun with verify passing",
+        f"{len(trials)} trials (seed {interrupted.seed}): "
+        + "; ".join(interrupted.killed_at)
+        + f"; {converged} of {len(trials)} converged on one rerun with verify passing",
     )
     assert rerun.rc == 0, f"rerun failed:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-3000:]}"
     assert converged == len(trials), rerun.stdout[-3000:]
-    second = run_cli("up", *[b.name for b in trials], "--forks", "3", "--no-verify", "--json")
+    second = run_cli("up", *[b.name for b in trials], *USER, "--forks", "3", "--no-verify", "--json")
     assert second.rc == 0 and all(h["changed"] == 0 for h in second.json()["hosts"].values()), second.stdout
+
+
+def test_another_deploy_user_deploys_answers_help_and_verifies(interrupted, tmp_path):
+    """`up HOST -e receiver_user=git`: `git push git@HOST:app main` deploys, `ssh git@HOST help` answers,
+    and `provisioner verify HOST` judges the host by its own user."""
+    assert interrupted.rerun.rc == 0, "the hosts did not converge (see the test above)"
+    box = interrupted.trials[0]
+    dev = Deployer(box, tmp_path, user="git")
+    helped = dev.ssh("help")
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: ssh git@HOST"), helped.stderr
+    assert "git push git@HOST:APP main" in helped.stdout
+    repo = dev.repo("site", "static")
+    # The form of the issue and the README, `git push git@HOST:APP main` (the sandbox's port goes to ssh).
+    dev.env["GIT_SSH_COMMAND"] += f" -p {box.ssh_port}"
+    result = dev.git(repo, "push", "git@127.0.0.1:site", "main", check=False)
+    pushed_ok(result, "site")
+    assert get(box, app_host("site"))[0] == 200
+    assert root_exec(box, "getent passwd deploy || true").strip() == "", "the default user was created too"
+    owner = root_exec(
+        box, "stat -c %U /var/lib/provisioner/apps /var/lib/provisioner/apps/site/releases.json"
+    )
+    assert owner.split() == ["git", "git"]
+    out = tmp_path / "verify.json"
+    verified = run_cli("verify", box.name, "--json", str(out))
+    data = json.loads(out.read_text())
+    checks = {c["check"]: c["outcome"] for c in data["hosts"][box.name]["checks"]}
+    assert verified.rc == 0 and data["failed"] == 0, verified.stdout
+    assert checks["deploy_user"] == checks["deploy_keys_restricted"] == checks["apps_serving"] == "passed"

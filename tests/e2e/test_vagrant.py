@@ -15,7 +15,7 @@ import pytest
 from provisioner import paths
 from provisioner.targets import parse_ssh_config
 from tests.conftest import ROOT, run_cli
-from tests.e2e.test_deploy import APPS, get
+from tests.e2e.conftest import APPS, get
 
 pytestmark = [
     pytest.mark.e2e,

@@ -7,21 +7,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.e2e.conftest import root_exec
-from tests.e2e.test_deploy import Deployer
+from tests.e2e.conftest import Deployer, root_exec
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def host(provisioned):
-    return provisioned.root_box
-
-
-@pytest.fixture(scope="module")
-def app(host, tmp_path_factory):
+def app(deploy_box, tmp_path_factory):
     """One deployed app on the host (a static site: no network needed)."""
-    dev = Deployer(host, tmp_path_factory.mktemp("verify-dev"))
+    dev = Deployer(deploy_box, tmp_path_factory.mktemp("verify-dev"))
     result = dev.push(dev.repo("vfy", "static"), "vfy")
     assert result.returncode == 0, result.stderr
     return dev
@@ -44,14 +38,16 @@ def test_up_verified_the_hosts_it_provisioned(provisioned):
     assert set(report["verify"]["hosts"]) == {b.name for b in provisioned.boxes}
 
 
-def test_verify_passes_with_junit_and_json_that_agree(cli, host, app, tmp_path, provisioned):
+def test_verify_passes_with_junit_and_json_that_agree(cli, deploy_box, app, tmp_path, provisioned):
     junit, out = tmp_path / "out.xml", tmp_path / "out.json"
     # the same --ca-cert options `up` got: verify checks that those CAs are trusted
-    result = cli("verify", host.name, "--junit", str(junit), "--json", str(out), *provisioned.up_args[2:])
+    result = cli(
+        "verify", deploy_box.name, "--junit", str(junit), "--json", str(out), *provisioned.up_args[2:]
+    )
     assert result.rc == 0, result.stdout + result.stderr
     data = json.loads(out.read_text())
     suites = ET.parse(junit).getroot().findall("testsuite")
-    assert [s.get("name") for s in suites] == [host.name]
+    assert [s.get("name") for s in suites] == [deploy_box.name]
     cases = suites[0].findall("testcase")
     junit_failed = sum(1 for c in cases if c.find("failure") is not None or c.find("error") is not None)
     junit_skipped = sum(1 for c in cases if c.find("skipped") is not None)
@@ -102,39 +98,41 @@ BREAKAGES = {
 
 
 @pytest.mark.parametrize("check", list(BREAKAGES))
-def test_breaking_one_thing_fails_exactly_that_check(cli, host, app, tmp_path, check):
+def test_breaking_one_thing_fails_exactly_that_check(cli, deploy_box, app, tmp_path, check):
     breaks, repairs = BREAKAGES[check]
-    root_exec(host, breaks)
+    root_exec(deploy_box, breaks)
     try:
-        result, data = run_verify(cli, tmp_path, host.name)
+        result, data = run_verify(cli, tmp_path, deploy_box.name)
     finally:
         if repairs:
-            root_exec(host, repairs)
+            root_exec(deploy_box, repairs)
         else:
             restarted = app.ssh("ps:restart", "vfy")
             assert restarted.returncode == 0, restarted.stderr
     assert result.rc == 1
     assert "Traceback" not in result.stdout + result.stderr
-    assert list(failures(data, host.name)) == [check], failures(data, host.name)
+    assert list(failures(data, deploy_box.name)) == [check], failures(data, deploy_box.name)
     assert f"check '{check}' failed" in result.stderr
 
 
-def test_disk_threshold(cli, host, tmp_path):
-    result, data = run_verify(cli, tmp_path, host.name, "--disk-min", "99.99")
+def test_disk_threshold(cli, deploy_box, tmp_path):
+    result, data = run_verify(cli, tmp_path, deploy_box.name, "--disk-min", "99.99")
     assert result.rc == 1
-    assert list(failures(data, host.name)) == ["disk_free"]
-    assert "below 99.99%" in failures(data, host.name)["disk_free"]
+    assert list(failures(data, deploy_box.name)) == ["disk_free"]
+    assert "below 99.99%" in failures(data, deploy_box.name)["disk_free"]
 
 
-def test_only_and_skip(cli, host, tmp_path):
-    result, data = run_verify(cli, tmp_path, host.name, "--only", "docker_running", "--only", "disk_free")
-    assert result.rc == 0 and [c["check"] for c in data["hosts"][host.name]["checks"]] == [
+def test_only_and_skip(cli, deploy_box, tmp_path):
+    result, data = run_verify(
+        cli, tmp_path, deploy_box.name, "--only", "docker_running", "--only", "disk_free"
+    )
+    assert result.rc == 0 and [c["check"] for c in data["hosts"][deploy_box.name]["checks"]] == [
         "docker_running",
         "disk_free",
     ]
-    result, data = run_verify(cli, tmp_path, host.name, "--skip", "apps_serving")
-    assert "apps_serving" not in [c["check"] for c in data["hosts"][host.name]["checks"]]
-    bad = cli("verify", host.name, "--only", "nope")
+    result, data = run_verify(cli, tmp_path, deploy_box.name, "--skip", "apps_serving")
+    assert "apps_serving" not in [c["check"] for c in data["hosts"][deploy_box.name]["checks"]]
+    bad = cli("verify", deploy_box.name, "--only", "nope")
     assert bad.rc == 2 and "unknown check 'nope'" in bad.stderr
 
 
@@ -157,11 +155,11 @@ def test_never_provisioned_host_fails_clearly(cli, raw_box, tmp_path):
     assert "no firewall" in failed["firewall_active"]
 
 
-def test_firewall_ports_option(cli, host, tmp_path):
+def test_firewall_ports_option(cli, deploy_box, tmp_path):
     result, data = run_verify(
-        cli, tmp_path, host.name, "--only", "firewall_active", "--firewall-ports", "22,80"
+        cli, tmp_path, deploy_box.name, "--only", "firewall_active", "--firewall-ports", "22,80"
     )
     assert result.rc == 1
-    assert failures(data, host.name) == {"firewall_active": "open but not expected: 443"}
-    bad = cli("verify", host.name, "--firewall-ports", "22,http")
+    assert failures(data, deploy_box.name) == {"firewall_active": "open but not expected: 443"}
+    bad = cli("verify", deploy_box.name, "--firewall-ports", "22,http")
     assert bad.rc == 2 and "'http' is not a port number" in bad.stderr

@@ -5,6 +5,7 @@ A failure at any step stops what was started for the new release and leaves the 
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from . import nginx
 from .procfile import HealthCheck
-from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler
+from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler, memory_bytes
 from .store import App, Release
 
 Say = Callable[[str], None]
@@ -85,12 +86,31 @@ def serving_ports(app: App, release: Release, sched: Scheduler) -> list[int]:
     ]
 
 
+def web_concurrency(memory: int, cpus: int | None = None) -> int:
+    """Workers a web process should run: one per 256 MB of its memory limit (Heroku's sizing for Python),
+    at least 1, at most two per CPU of the host."""
+    return max(1, min(memory // (256 * 1024**2), 2 * (cpus or os.cpu_count() or 1)))
+
+
+def process_env(config: dict[str, str], process: str, index: int, memory: int) -> dict[str, str]:
+    """The environment of one process: the app's config, and what Heroku sets in every dyno. DYNO
+    (web.1, worker.2, release.1) is always ours; WEB_CONCURRENCY only where the app does not set it."""
+    env = dict(config)
+    env["DYNO"] = f"{process}.{max(index, 1)}"
+    env.setdefault("WEB_CONCURRENCY", str(web_concurrency(memory)))
+    return env
+
+
 def activate(app: App, release: Release, say: Say, sched: Scheduler | None = None) -> list[Instance]:
     """Run a release: release command, new processes, health checks, nginx switch, retire the old."""
     sched = sched or LocalDocker()
     settings = app.settings
     processes = release.processes
-    env = dict(release.config)
+    memory = release.config.get("MEMORY_LIMIT") or settings.memory_limit
+    try:
+        memory_limit = memory_bytes(memory)
+    except ValueError as exc:
+        raise ReleaseError(f"{exc} (config var MEMORY_LIMIT)") from None
     scale = app.scale()
     if scale.get("web", 0) > 0 and "web" not in processes:
         raise ReleaseError("no 'web' process: add a Procfile with 'web: <command>' (or scale web=0)")
@@ -103,9 +123,9 @@ def activate(app: App, release: Release, say: Say, sched: Scheduler | None = Non
             version=release.version,
             image=release.image,
             command=command or None,
-            env=env,
+            env=process_env(release.config, process, index, memory_limit),
             port=release.port if process == "web" else None,
-            memory=env.get("MEMORY_LIMIT") or settings.memory_limit,
+            memory=memory,
         )
 
     if release.release_command:

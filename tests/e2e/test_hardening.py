@@ -54,6 +54,12 @@ def test_config_values_reach_the_app_byte_for_byte(deploy_box, dev, echo):
     assert f"TRICKY={TRICKY}" in shown
 
 
+def test_processes_get_heroku_s_dyno_and_web_concurrency(deploy_box, echo):
+    """Apps written for Heroku read DYNO (web.1) and size their workers by WEB_CONCURRENCY."""
+    assert env_of(deploy_box, "DYNO") == (200, b"web.1")
+    assert env_of(deploy_box, "WEB_CONCURRENCY") == (200, b"2")  # the default 512m limit: two workers
+
+
 def test_config_files_are_private_to_the_deploy_user(deploy_box, echo):
     listing = root_exec(
         deploy_box,

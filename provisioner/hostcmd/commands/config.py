@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from .. import names
 from ..deploy import redeploy
+from ..scheduler import memory_bytes
 from ..settings import Settings
 from ..store import App
 from .base import Command, UserError, app_arg, err, flags, no_extra, out, valid
@@ -23,6 +24,11 @@ def parse_pairs(args: list[str]) -> dict[str, str]:
         if "\0" in value or len(value.encode()) > MAX_VALUE_BYTES:
             raise UserError(f"the value of {key} is too long or holds a NUL byte (at most 64 KiB of text)")
         pairs[key] = value
+    if "MEMORY_LIMIT" in pairs:  # refused before it is stored: a bad value would fail every later deploy
+        try:
+            memory_bytes(pairs["MEMORY_LIMIT"])
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     return pairs
 
 

@@ -134,6 +134,7 @@ def test_config_commands_validate_and_store(monkeypatch, settings, capsys):
         (["rollback", "shop", "latest"], "invalid release"),
         (["ps:scale", "shop", "web=100"], "0 to 20"),
         (["ps:scale", "shop", "../x=1"], "invalid process type"),
+        (["config:set", "shop", "MEMORY_LIMIT=lots"], "invalid memory limit"),
         (["domains:add", "shop", "evil.com;"], "invalid domain"),
         (["logs", "shop", "-n", "x"], "unexpected argument"),
         (["apps:list", "extra"], "unexpected argument"),

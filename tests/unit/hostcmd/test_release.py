@@ -156,3 +156,30 @@ def test_publish_without_restart_only_routes_the_running_processes(app):
     deploy.publish(app, live, lambda _m: None, restart=False, sched=sched)
     assert len(sched.specs) == started and sched.stopped == []
     assert "shop.example.com" in app.applied[-1] and "127.0.0.1:40001" in app.applied[-1]
+
+
+def test_every_process_gets_heroku_s_dyno_and_web_concurrency(app):
+    sched = FakeScheduler()
+    app.set_scale({"web": 2, "worker": 1})
+    release.activate(app, make(app, release_command="./migrate"), lambda _m: None, sched)
+    dynos = sorted(s.env["DYNO"] for s in sched.specs)
+    assert dynos == ["release.1", "web.1", "web.2", "worker.1"]
+    assert {s.env["WEB_CONCURRENCY"] for s in sched.specs} == {"2"}  # 512m: two workers of 256 MB
+
+
+def test_web_concurrency_follows_the_memory_limit_unless_the_app_sets_it():
+    mb = 1024**2
+    assert release.web_concurrency(512 * mb, cpus=4) == 2
+    assert release.web_concurrency(128 * mb, cpus=4) == 1
+    assert release.web_concurrency(4096 * mb, cpus=2) == 4  # at most two per CPU
+    assert release.process_env({"WEB_CONCURRENCY": "9", "DYNO": "x"}, "web", 1, 512 * mb) == {
+        "WEB_CONCURRENCY": "9",
+        "DYNO": "web.1",
+    }
+
+
+def test_a_bad_memory_limit_is_one_clear_error_before_anything_starts(app):
+    sched = FakeScheduler()
+    with pytest.raises(release.ReleaseError, match=r"invalid memory limit 'lots'.*MEMORY_LIMIT"):
+        release.activate(app, make(app, config={"MEMORY_LIMIT": "lots"}), lambda _m: None, sched)
+    assert sched.specs == []

@@ -1,6 +1,7 @@
 import http.server
 import os
 import signal
+import socket
 import sys
 
 MARK = "one"
@@ -25,4 +26,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Handler).serve_forever()
+
+
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6  # bound to [::]: apps that listen on the IPv6 wildcard must work
+
+
+Server(("::", 8080), Handler).serve_forever()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import docker, procfile
+from . import docker, procfile, runtime
 from .settings import Settings
 
 URL_RE = re.compile(r"^(https?://|git://|ssh://|file:///|git@)[^\s'\"\\;|&$`<>]+$")
@@ -173,7 +174,7 @@ def container_env(settings: Settings) -> list[str]:
         "NODE_EXTRA_CA_CERTS": CA_MOUNT,
         "npm_config_cafile": CA_MOUNT,
         "HOME": "/tmp",
-        "STACK": "provisioner-bookworm",
+        "STACK": f"provisioner-{settings.run_image.rpartition(':')[2]}",
         **settings.proxy_vars(),
     }
     if Path(settings.pip_conf).is_file():
@@ -230,6 +231,31 @@ def run_buildpack(
     return docker.stream(cmd, say)
 
 
+PYTHON_FILES = ("requirements.txt", "pyproject.toml", "setup.py", "Pipfile", ".python-version", "runtime.txt")
+
+
+def stacks(settings: Settings) -> list[runtime.Stack]:
+    """The stacks this host has, the default first; their versions are labels of the build images."""
+    labels = dict(docker.image_config(settings.build_image).get("Labels") or {})
+    return [runtime.stack_of(settings.build_image, labels, settings.run_image)]
+
+
+def choose_stack(source: Path, settings: Settings, say: Say) -> runtime.Stack:
+    """The stack whose Python and Node.js meet what the app asks for; the build log says which and why."""
+    languages = [
+        lang
+        for lang, files in (("python", PYTHON_FILES), ("node", ("package.json",)))
+        if any((source / f).exists() for f in files)
+    ]
+    try:
+        choice = runtime.choose(source, stacks(settings), languages)
+    except runtime.RuntimeRefused as exc:
+        raise BuildError(str(exc)) from None
+    for line in choice.lines:
+        say(f"-----> {line}")
+    return choice.stack
+
+
 def build_buildpacks(
     app: str, version: int, source: Path, config: dict[str, str], settings: Settings, cache: Path, say: Say
 ) -> BuildResult:
@@ -238,6 +264,9 @@ def build_buildpacks(
             f"the build image {settings.build_image} is missing: run 'provisioner up' on this host"
         )
     urls = buildpack_urls(source, config)
+    if not urls:  # custom buildpacks bring their own runtimes
+        stack = choose_stack(source, settings, say)
+        settings = dataclasses.replace(settings, build_image=stack.build_image, run_image=stack.run_image)
     packs = [fetch_buildpack(u, cache, say) for u in urls] if urls else builtin_buildpacks(settings)
     work = Path(tempfile.mkdtemp(prefix=f"provisioner-env-{app}-"))
     try:

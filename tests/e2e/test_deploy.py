@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
@@ -18,6 +19,8 @@ def test_push_python_app(deploy_box, dev):
     result = dev.push(repo, "py")
     pushed_ok(result, "py")
     assert "Python" in result.stderr and "gunicorn" in result.stderr  # the build log reached the pusher
+    # the runtime, where the request came from, and the stack
+    assert "Python 3.11.2 (stack bookworm): .python-version asks for 3.11" in result.stderr
     status, body = get(deploy_box, app_host("py"))
     assert status == 200 and body.startswith("python v1 greeting= "), (status, body, result.stderr)
 
@@ -25,6 +28,31 @@ def test_push_python_app(deploy_box, dev):
 def test_push_node_app(deploy_box, dev):
     pushed_ok(dev.push(dev.repo("nodeapp", "node"), "nodeapp"), "nodeapp")
     assert get(deploy_box, app_host("nodeapp")) == (200, "node says 1m is one minute\n")
+
+
+def test_node_build_step_uses_dev_dependencies_then_prunes_them(deploy_box, dev):
+    """As on Heroku: scripts.build runs with the devDependencies installed; they are gone at run time."""
+    result = dev.push(dev.repo("nodebuild", "nodebuild"), "nodebuild")
+    pushed_ok(result, "nodebuild")
+    assert "Running npm run build" in result.stderr
+    status, body = get(deploy_box, app_host("nodebuild"))
+    assert (status, body) == (200, "built with is-number: true; devDependencies pruned\n")
+
+
+def test_django_app_collects_static_files_and_serves_them_hashed(deploy_box, dev):
+    """Heroku's conventions a Django app relies on: collectstatic at build time (whitenoise's manifest
+    storage), DYNO for ALLOWED_HOSTS, gunicorn bound to [::]:$PORT with $WEB_CONCURRENCY workers."""
+    result = dev.push(dev.repo("djangoapp", "django"), "djangoapp")
+    pushed_ok(result, "djangoapp")
+    assert "Running manage.py collectstatic" in result.stderr
+    status, page = get(deploy_box, app_host("djangoapp"))
+    assert status == 200 and "django sample on web.1" in page, page
+    css = re.search(r'href="(/static/app\.[0-9a-f]{12}\.css)"', page)
+    assert css, page  # the manifest's hashed name
+    assert get(deploy_box, app_host("djangoapp"), css.group(1)) == (
+        200,
+        "body { font-family: sans-serif; }\n",
+    )
 
 
 def test_push_static_site(deploy_box, dev):
@@ -145,6 +173,35 @@ def test_failed_deploy_keeps_previous_release_serving(deploy_box, dev, procfile,
     assert "still serving" in result.stderr
     assert get(deploy_box, app_host("py")) == before
     assert "web.1" in dev.ssh("ps", "py").stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        (
+            ".python-version",
+            "3.8\n",
+            "Python 3.8 (.python-version) is not offered by this host: it has Python 3.11",
+        ),
+        (
+            "package.json",
+            '{"engines": {"node": "12.x"}}',
+            "Node.js 12.x (package.json engines.node) is not offered by this host: it has Node.js 18",
+        ),
+    ],
+    ids=["python-3.8", "node-12"],
+)
+def test_a_runtime_no_stack_offers_fails_at_once_and_changes_nothing(deploy_box, dev, name, content, words):
+    repo = dev.workdir / "py"
+    before, releases = get(deploy_box, app_host("py")), dev.ssh("releases", "py").stdout
+    good = dev.git(repo, "rev-parse", "HEAD").stdout.strip()
+    (repo / name).write_text(content)
+    dev.commit(repo, f"ask for {content.strip()}")
+    result = dev.push(repo, "py")
+    dev.git(repo, "reset", "-q", "--hard", good)
+    assert result.returncode != 0 and words in result.stderr, result.stderr
+    assert "Installing" not in result.stderr and "still serving" in result.stderr  # refused before the build
+    assert get(deploy_box, app_host("py")) == before and dev.ssh("releases", "py").stdout == releases
 
 
 def test_rollback_and_default_server(deploy_box, dev):

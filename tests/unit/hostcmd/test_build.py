@@ -7,6 +7,7 @@ import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -551,9 +552,13 @@ class FakeBuildDocker:
     dockerfile: str = ""
     context: Path | None = None
     context_files: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # of the build image: the stack's versions
 
     def image_exists(self, ref):
         return self.image_present
+
+    def image_config(self, ref):
+        return {"Labels": self.labels}
 
     def stream(self, argv, say):
         self.argvs.append(list(argv))
@@ -582,6 +587,7 @@ def fake_docker(monkeypatch):
     fake = FakeBuildDocker()
     monkeypatch.setattr(build.docker, "stream", fake.stream)
     monkeypatch.setattr(build.docker, "image_exists", fake.image_exists)
+    monkeypatch.setattr(build.docker, "image_config", fake.image_config)
     return fake
 
 
@@ -795,3 +801,47 @@ def test_a_buildpack_url_that_cannot_be_cloned_is_a_build_error(fake_docker, sta
     with pytest.raises(build.BuildError, match=f"^could not fetch buildpack {url}: "):
         build.build_buildpacks("shop", 1, source, {"BUILDPACK_URL": url}, settings, cache, print)
     assert fake_docker.runs == []
+
+
+BOOKWORM = {
+    "io.provisioner.stack": "bookworm",
+    "io.provisioner.python": "3.11.2",
+    "io.provisioner.node": "18.19.0",
+}
+
+
+def test_the_build_log_names_the_runtime_and_why(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.labels = BOOKWORM
+    (source / ".python-version").write_text("3.11\n")
+    (source / "requirements.txt").write_text("")
+    fake_docker.answers = {("detect", "python"): (0, ["Python"])}
+    said = []
+    build.build_buildpacks("shop", 1, source, {}, settings, cache, said.append)
+    assert said[0] == "-----> Python 3.11.2 (stack bookworm): .python-version asks for 3.11"
+    assert "STACK=provisioner-test" in fake_docker.argvs[0]
+
+
+def test_a_version_no_stack_offers_fails_before_anything_runs(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.labels = BOOKWORM
+    (source / "package.json").write_text('{"engines": {"node": "12.x"}}')
+    with pytest.raises(build.BuildError) as info:
+        build.build_buildpacks("shop", 1, source, {}, settings, cache, print)
+    assert str(info.value) == (
+        "Node.js 12.x (package.json engines.node) is not offered by this host: it has Node.js 18.19.0 "
+        "(stack bookworm)"
+    )
+    assert fake_docker.argvs == []
+
+
+def test_custom_buildpacks_bring_their_own_runtime(fake_docker, stack):
+    settings, source, cache = stack
+    fake_docker.labels = BOOKWORM
+    (source / ".python-version").write_text("3.8\n")
+    pack = make_buildpack(cache.parent / "custom")
+    with mock.patch.object(build, "fetch_buildpack", lambda url, cache, say: pack):
+        build.build_buildpacks(
+            "shop", 1, source, {"BUILDPACK_URL": "https://example.com/bp.git"}, settings, cache, print
+        )
+    assert ("compile", "custom") in fake_docker.runs

@@ -281,9 +281,9 @@ def choose(source: Path, stacks: Sequence[Stack], languages: Sequence[str]) -> C
         if all(r.language not in s.versions or r.matches(s.versions[r.language]) for r in asked)
     ]
     if not fitting:
-        wanted = " and ".join(f"{LANGUAGES[r.language]} {r.spec} ({r.source})" for r in asked)
+        asks = " and ".join(f"{LANGUAGES[r.language]} {r.spec} ({r.source})" for r in asked)
         offers = "; ".join(", ".join(s.describe(lang) for lang in sorted(s.versions)) for s in stacks)
-        raise RuntimeRefused(f"no stack of this host has {wanted}: it has {offers}")
+        raise RuntimeRefused(f"no stack of this host has {asks}: it has {offers}")
     stack = fitting[0]
     by_language = {r.language: r for r in asked}
     lines = []

@@ -72,7 +72,5 @@ def count(text: str, what: str, low: int, high: int) -> int:
 
 def flags(args: Iterable[str], *known: str) -> tuple[list[str], set[str]]:
     """Split the arguments into positional ones and the given --flags."""
-    rest, seen = [], set()
-    for arg in args:
-        (seen.add(arg) if arg in known else rest.append(arg))
-    return rest, seen
+    args = list(args)
+    return [a for a in args if a not in known], {a for a in args if a in known}

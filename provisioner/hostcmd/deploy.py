@@ -4,6 +4,11 @@
 which a release reaches the app's domains, whatever asked for it: a push, a config change, scale, restart,
 rollback or a domain change. It activates the release (or only re-routes it), records it and makes it
 current, in that order, so the records never name a release that did not go live.
+
+app.json's deployment tasks belong to a push's build, as in Dokku: `scripts.dokku.predeploy` runs before the
+new processes start (its failure aborts the deploy), `scripts.dokku.postdeploy` once the release is live and
+recorded (its failure is a warning). They are recorded on the release but not run again when it is
+published again (config change, scale, restart, rollback); the Procfile `release:` command is.
 """
 
 from __future__ import annotations
@@ -22,17 +27,26 @@ Say = Callable[[str], None]
 
 
 def publish(
-    app: App, rel: Release, say: Say, *, restart: bool = True, sched: Scheduler | None = None
+    app: App,
+    rel: Release,
+    say: Say,
+    *,
+    restart: bool = True,
+    deploy_tasks: bool = False,
+    sched: Scheduler | None = None,
 ) -> Release:
     """Make rel what the app serves. restart=False keeps the running processes and only routes the
-    app's domains to them (domain changes). The caller holds the app's lock."""
+    app's domains to them (domain changes). deploy_tasks=True (a push's new build only) also runs
+    app.json's predeploy and postdeploy scripts. The caller holds the app's lock."""
     sched = sched or LocalDocker()
     if restart:
-        release.activate(app, rel, say, sched)
+        release.activate(app, rel, say, sched, predeploy=deploy_tasks)
     else:
         release.route(app, release.serving_ports(app, rel, sched))
     app.record_release(rel)
     app.set_current(rel)
+    if restart and deploy_tasks:
+        release.postdeploy(app, rel, say, sched)
     return rel
 
 
@@ -44,9 +58,13 @@ def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False)
             source = Path(tmp) / "src"
             build.export_source(app.repo, sha, source)
             version = app.next_version()
+            # app.json before the build: a wrong type fails the push at once, unsupported keys are named.
+            app_json = procfile.read_app_json(source, app.settings.healthcheck_timeout)
+            for warning in app_json.warnings:
+                say(f" !     {warning}")
             say(f"-----> Building {app.name} v{version} ({sha[:7]})")
             result = build.build(app.name, version, source, app.config(), app.settings, app.cache_dir, say)
-            plan = procfile.plan(source, result.defaults, app.settings.healthcheck_timeout)
+            plan = procfile.plan(source, result.defaults, app.settings.healthcheck_timeout, app_json)
         rel = Release(
             version=version,
             image=result.image,
@@ -54,13 +72,15 @@ def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False)
             commit=sha,
             processes=plan.processes,
             release_command=plan.release_command,
+            predeploy=plan.predeploy,
+            postdeploy=plan.postdeploy,
             health=plan.health,
             port=result.port or app.settings.container_port,
             config=app.config(),
             created=now(),
             description=description,
         )
-        publish(app, rel, say)
+        publish(app, rel, say, deploy_tasks=True)
     say(f"-----> Released v{rel.version} in {time.monotonic() - started:.0f} s")
     say(f"=====> {app.settings.app_url(app.name)}")
     return rel

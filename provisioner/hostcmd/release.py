@@ -1,6 +1,11 @@
 """Releases: start the new processes, health-check them, switch nginx, retire the old ones.
 
 A failure at any step stops what was started for the new release and leaves the serving one alone.
+
+One-off commands (app.json `scripts.dokku.predeploy`, the Procfile `release:` command, app.json
+`scripts.dokku.postdeploy`) run in a container of the release's image with its config, through the same
+path: the command string is the container's `/bin/sh -c` argument (or the image's launcher's), as the
+image's user, never part of a host command line. Their last lines go to the push log.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from . import nginx
+from . import docker, nginx
 from .procfile import HealthCheck
 from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler, memory_bytes
 from .store import App, Release
@@ -101,38 +106,80 @@ def process_env(config: dict[str, str], process: str, index: int, memory: int) -
     return env
 
 
-def activate(app: App, release: Release, say: Say, sched: Scheduler | None = None) -> list[Instance]:
-    """Run a release: release command, new processes, health checks, nginx switch, retire the old."""
+def memory_of(app: App, release: Release) -> tuple[str, int]:
+    """The memory limit of the release's containers, as written and in bytes."""
+    memory = release.config.get("MEMORY_LIMIT") or app.settings.memory_limit
+    try:
+        return memory, memory_bytes(memory)
+    except ValueError as exc:
+        raise ReleaseError(f"{exc} (config var MEMORY_LIMIT)") from None
+
+
+def process_spec(app: App, release: Release, process: str, index: int, command: str | None) -> ProcessSpec:
+    memory, memory_limit = memory_of(app, release)
+    return ProcessSpec(
+        app=app.name,
+        process=process,
+        index=index,
+        version=release.version,
+        image=release.image,
+        command=command or None,
+        env=process_env(release.config, process, index, memory_limit),
+        port=release.port if process == "web" else None,
+        memory=memory,
+    )
+
+
+def run_one_off(sched: Scheduler, spec: ProcessSpec, headline: str, say: Say) -> int:
+    """Run spec.command to its end in a one-off container; its last 20 lines go to the push log."""
+    say(f"-----> Running {headline}: {spec.command}")
+    rc, output = sched.run_once(spec)
+    for line in output.splitlines()[-20:]:
+        say(f"       {line}")
+    return rc
+
+
+def postdeploy(app: App, release: Release, say: Say, sched: Scheduler | None = None) -> None:
+    """app.json `scripts.dokku.postdeploy`, once the release is live: a failure is only a warning,
+    since the release already serves (and stays)."""
+    if not release.postdeploy:
+        return
+    try:
+        rc = run_one_off(
+            sched or LocalDocker(),
+            process_spec(app, release, "postdeploy", 0, release.postdeploy),
+            "app.json postdeploy",
+            say,
+        )
+    except (docker.DockerError, ReleaseError) as exc:
+        say(f" !     app.json postdeploy could not run ({exc}); the release is live")
+        return
+    if rc != 0:
+        say(f" !     app.json postdeploy failed (exit code {rc}); the release is live")
+
+
+def activate(
+    app: App, release: Release, say: Say, sched: Scheduler | None = None, *, predeploy: bool = False
+) -> list[Instance]:
+    """Run a release: app.json predeploy (with predeploy=True: deploys of a new build only), release
+    command, new processes, health checks, nginx switch, retire the old."""
     sched = sched or LocalDocker()
     settings = app.settings
     processes = release.processes
-    memory = release.config.get("MEMORY_LIMIT") or settings.memory_limit
-    try:
-        memory_limit = memory_bytes(memory)
-    except ValueError as exc:
-        raise ReleaseError(f"{exc} (config var MEMORY_LIMIT)") from None
+    memory_of(app, release)  # a bad MEMORY_LIMIT is one clear error before anything runs
     scale = app.scale()
     if scale.get("web", 0) > 0 and "web" not in processes:
         raise ReleaseError("no 'web' process: add a Procfile with 'web: <command>' (or scale web=0)")
 
     def spec(process: str, index: int, command: str | None) -> ProcessSpec:
-        return ProcessSpec(
-            app=app.name,
-            process=process,
-            index=index,
-            version=release.version,
-            image=release.image,
-            command=command or None,
-            env=process_env(release.config, process, index, memory_limit),
-            port=release.port if process == "web" else None,
-            memory=memory,
-        )
+        return process_spec(app, release, process, index, command)
 
+    if predeploy and release.predeploy:
+        rc = run_one_off(sched, spec("predeploy", 0, release.predeploy), "app.json predeploy", say)
+        if rc != 0:
+            raise ReleaseError(f"app.json predeploy failed (exit code {rc}); the deploy is aborted", "")
     if release.release_command:
-        say(f"-----> Running release command: {release.release_command}")
-        rc, output = sched.run_once(spec("release", 0, release.release_command))
-        for line in output.splitlines()[-20:]:
-            say(f"       {line}")
+        rc = run_one_off(sched, spec("release", 0, release.release_command), "release command", say)
         if rc != 0:
             raise ReleaseError(f"the release command failed (exit code {rc}); the deploy is aborted", "")
     old = sched.instances(app.name)

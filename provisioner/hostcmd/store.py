@@ -38,6 +38,10 @@ class Release:
     kind: str = "buildpacks"  # "buildpacks" or "dockerfile"
     commit: str = ""
     release_command: str | None = None
+    # app.json scripts.dokku.predeploy/postdeploy of this build: run by the deploy of the build only, not
+    # again when the release is repeated (config change, restart, rollback); older records lack them.
+    predeploy: str | None = None
+    postdeploy: str | None = None
     health: HealthCheck = field(default_factory=HealthCheck)
     created: str = ""
     description: str = ""

@@ -16,6 +16,9 @@ class FakeScheduler:
     stopped: list[str] = field(default_factory=list)
     crash: set[str] = field(default_factory=set)
     release_rc: int = 0
+    one_off_rc: dict[str, int] = field(
+        default_factory=dict
+    )  # per process ("predeploy", ...), else release_rc
     specs: list[ProcessSpec] = field(default_factory=list)
     counter: int = 0
 
@@ -46,7 +49,8 @@ class FakeScheduler:
 
     def run_once(self, spec, timeout=600):
         self.specs.append(spec)
-        return self.release_rc, "migrating\nboom" if self.release_rc else "migrated"
+        rc = self.one_off_rc.get(spec.process, self.release_rc)
+        return rc, "migrating\nboom" if rc else "migrated"
 
     def log_tail(self, inst, lines=20):
         return "Traceback: crashed"
@@ -183,3 +187,159 @@ def test_a_bad_memory_limit_is_one_clear_error_before_anything_starts(app):
     with pytest.raises(release.ReleaseError, match=r"invalid memory limit 'lots'.*MEMORY_LIMIT"):
         release.activate(app, make(app, config={"MEMORY_LIMIT": "lots"}), lambda _m: None, sched)
     assert sched.specs == []
+
+
+# --- app.json deployment tasks ---------------------------------------------------------------------------
+
+
+def one_offs(sched):
+    return [
+        (s.process, s.command) for s in sched.specs if s.process in ("predeploy", "release", "postdeploy")
+    ]
+
+
+def test_predeploy_runs_before_the_release_command_in_the_new_image(app):
+    sched = FakeScheduler()
+    said = []
+    rel = make(app, release_command="./migrate", predeploy="./pre; echo $(x)", postdeploy="./post")
+    release.activate(app, rel, said.append, sched, predeploy=True)
+    assert one_offs(sched) == [("predeploy", "./pre; echo $(x)"), ("release", "./migrate")]
+    pre = sched.specs[0]
+    assert pre.image == rel.image and pre.version == rel.version and pre.port is None
+    assert pre.env["GREETING"] == "hi\nthere $(x)" and pre.env["DYNO"] == "predeploy.1"
+    assert said[:2] == ["-----> Running app.json predeploy: ./pre; echo $(x)", "       migrated"]
+    assert said.index("-----> Running release command: ./migrate") < said.index("-----> Starting web.1")
+    # without predeploy=True (restart, config change, rollback) it does not run
+    sched = FakeScheduler()
+    release.activate(app, rel, said.append, sched)
+    assert one_offs(sched) == [("release", "./migrate")]
+
+
+def test_failing_predeploy_aborts_before_the_release_command_and_keeps_the_old_release(app):
+    from provisioner.hostcmd import deploy
+
+    sched = FakeScheduler()
+    first = deploy.publish(app, make(app), lambda _m: None, sched=sched)
+    said = []
+    sched.one_off_rc = {"predeploy": 7}
+    rel = make(app, release_command="./migrate", predeploy="./pre", postdeploy="./post")
+    with pytest.raises(release.ReleaseError) as info:
+        deploy.publish(app, rel, said.append, deploy_tasks=True, sched=sched)
+    assert str(info.value) == "app.json predeploy failed (exit code 7); the deploy is aborted"
+    assert "       boom" in said  # the output's tail, as the release command's
+    assert one_offs(sched) == [("predeploy", "./pre")]
+    assert app.current() == first and [r.version for r in app.releases()] == [1]
+    assert [i.version for i in sched.running] == [1]
+
+
+def test_postdeploy_runs_once_live_and_recorded_and_its_failure_is_a_warning(app):
+    from provisioner.hostcmd import deploy
+
+    sched = FakeScheduler(one_off_rc={"postdeploy": 2})
+    said = []
+    seen = []
+    real = sched.run_once
+
+    def run_once(spec, timeout=600):
+        seen.append((spec.process, app.current() and app.current().version, len(app.applied)))
+        return real(spec, timeout)
+
+    sched.run_once = run_once
+    rel = make(app, predeploy="./pre", postdeploy="./post")
+    assert deploy.publish(app, rel, said.append, deploy_tasks=True, sched=sched) == rel
+    # postdeploy ran after nginx switched and the release was recorded as current
+    assert seen == [("predeploy", None, 0), ("postdeploy", 1, 1)]
+    assert app.current() == rel and [i.version for i in sched.running] == [1]
+    assert said[-4:] == [
+        "-----> Running app.json postdeploy: ./post",
+        "       migrating",
+        "       boom",
+        " !     app.json postdeploy failed (exit code 2); the release is live",
+    ]
+
+
+def test_postdeploy_that_cannot_start_is_a_warning(app):
+    from provisioner.hostcmd import deploy
+    from provisioner.hostcmd.docker import DockerError
+
+    sched = FakeScheduler()
+
+    def run_once(spec, timeout=600):
+        if spec.process == "postdeploy":
+            raise DockerError("docker: no such image")
+        return 0, ""
+
+    sched.run_once = run_once
+    said = []
+    rel = deploy.publish(app, make(app, postdeploy="./post"), said.append, deploy_tasks=True, sched=sched)
+    assert app.current() == rel
+    assert said[-1] == " !     app.json postdeploy could not run (docker: no such image); the release is live"
+
+
+def test_deploy_tasks_are_kept_on_the_release_but_not_run_again(app, monkeypatch):
+    """Config changes, restarts and rollbacks publish a release again: its release command runs, app.json's
+    predeploy and postdeploy (of the push's build) do not."""
+    from provisioner.hostcmd import deploy
+
+    sched = FakeScheduler()
+    monkeypatch.setattr(deploy, "LocalDocker", lambda: sched)
+    first = deploy.publish(
+        app,
+        make(app, release_command="./migrate", predeploy="./pre", postdeploy="./post"),
+        lambda _m: None,
+        deploy_tasks=True,
+    )
+    assert [p for p, _ in one_offs(sched)] == ["predeploy", "release", "postdeploy"]
+    sched.specs.clear()
+    second = deploy.redeploy(app, lambda _m: None, "config:set A")  # also what ps:restart runs
+    deploy.publish(app, app.current(), lambda _m: None)
+    rollback = deploy.publish(app, first.again(3, "rollback to v1"), lambda _m: None)
+    assert [p for p, _ in one_offs(sched)] == ["release", "release", "release"]
+    assert (second.predeploy, second.postdeploy) == ("./pre", "./post")
+    assert app.release(3) == rollback and rollback.predeploy == "./pre"
+
+
+def test_deploy_warns_about_unsupported_keys_and_runs_the_tasks_of_its_build(app, monkeypatch):
+    from provisioner.hostcmd import build, deploy
+
+    def export(repo, sha, dest):
+        dest.mkdir(parents=True)
+        (dest / "Procfile").write_text("web: gunicorn app:app\nrelease: ./migrate\n")
+        (dest / "app.json").write_text(
+            '{"name": "shop", "addons": [], "scripts": {"postdeploy": "./seed",'
+            ' "dokku": {"predeploy": "./pre", "postdeploy": "./post"}}}'
+        )
+
+    built = []
+    sched = FakeScheduler()
+    monkeypatch.setattr(build, "export_source", export)
+    monkeypatch.setattr(
+        build, "build", lambda *a: built.append(a) or build.BuildResult("img:v1", "buildpacks")
+    )
+    monkeypatch.setattr(deploy, "LocalDocker", lambda: sched)
+    said = []
+    rel = deploy.deploy(app, "b" * 40, "deploy bbbbbbb", said.append)
+    assert said[:3] == [
+        ' !     app.json: "addons" is not supported here and is ignored',
+        ' !     app.json: "scripts.postdeploy" is not supported here and is ignored',
+        "-----> Building shop v1 (bbbbbbb)",
+    ]
+    assert [p for p, _ in one_offs(sched)] == ["predeploy", "release", "postdeploy"]
+    assert (rel.predeploy, rel.release_command, rel.postdeploy) == ("./pre", "./migrate", "./post")
+    assert app.current() == rel
+
+
+def test_a_bad_app_json_fails_the_push_before_the_build(app, monkeypatch):
+    from provisioner.hostcmd import build, deploy, procfile
+
+    def export(repo, sha, dest):
+        dest.mkdir(parents=True)
+        (dest / "app.json").write_text('{"scripts": {"dokku": {"predeploy": 42}}}')
+
+    monkeypatch.setattr(build, "export_source", export)
+    monkeypatch.setattr(build, "build", lambda *a: pytest.fail("built"))
+    with pytest.raises(
+        procfile.ProcfileError, match=r'"scripts\.dokku\.predeploy" must be a non-empty string'
+    ):
+        deploy.deploy(app, "b" * 40, "deploy", lambda _m: None)
+    assert app.current() is None

@@ -49,6 +49,19 @@ def test_release_records_of_older_versions_still_load(settings):
     )
     current = app.current()
     assert current.version == 4 and current.health == HealthCheck("tcp", "/", 30) and current.port == 8080
+    assert current.predeploy is None and current.postdeploy is None  # before app.json deployment tasks
+
+
+def test_release_records_keep_the_deploy_tasks_of_their_build(settings):
+    app = App(settings, "shop")
+    rel = Release(
+        version=1, image="i:v1", processes={"web": "w"}, port=5000, predeploy="./pre", postdeploy="x"
+    )
+    app.record_release(rel)
+    app.set_current(rel)
+    assert app.current() == rel and app.release(1) == rel
+    again = rel.again(2, "rollback to v1")
+    assert (again.predeploy, again.postdeploy) == ("./pre", "x")
 
 
 def test_scale_domains_and_listing(settings):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import docker, procfile, runtime
+from . import docker, procfile, runtime, stacks
 from .settings import Settings
 
 URL_RE = re.compile(r"^(https?://|git://|ssh://|file:///|git@)[^\s'\"\\;|&$`<>]+$")
@@ -234,23 +234,29 @@ def run_buildpack(
 PYTHON_FILES = ("requirements.txt", "pyproject.toml", "setup.py", "Pipfile", ".python-version", "runtime.txt")
 
 
-def stacks(settings: Settings) -> list[runtime.Stack]:
-    """The stacks this host has, the default first; their versions are labels of the build images."""
-    labels = dict(docker.image_config(settings.build_image).get("Labels") or {})
-    return [runtime.stack_of(settings.build_image, labels, settings.run_image)]
-
-
 def choose_stack(source: Path, settings: Settings, say: Say) -> runtime.Stack:
-    """The stack whose Python and Node.js meet what the app asks for; the build log says which and why."""
+    """The stack whose Python and Node.js meet what the app asks for, built first if it is not yet (then
+    its real versions decide again); the build log says which stack, which versions and why."""
     languages = [
         lang
         for lang, files in (("python", PYTHON_FILES), ("node", ("package.json",)))
         if any((source / f).exists() for f in files)
     ]
-    try:
-        choice = runtime.choose(source, stacks(settings), languages)
-    except runtime.RuntimeRefused as exc:
-        raise BuildError(str(exc)) from None
+    tried: set[str] = set()
+    while True:
+        try:
+            choice = runtime.choose(source, stacks.offered(settings), languages)
+        except runtime.RuntimeRefused as exc:
+            raise BuildError(str(exc)) from None
+        if choice.stack.built:
+            break
+        if choice.stack.name in tried:
+            raise BuildError(f"stack {choice.stack.name} was built but is still missing")
+        tried.add(choice.stack.name)
+        try:
+            stacks.build(choice.stack, settings, say)
+        except stacks.StackBuildFailed as exc:
+            raise BuildError(str(exc)) from None
     for line in choice.lines:
         say(f"-----> {line}")
     return choice.stack

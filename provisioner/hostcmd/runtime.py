@@ -20,6 +20,10 @@ from pathlib import Path
 LABEL_PREFIX = "io.provisioner."  # stack images carry io.provisioner.stack, .python and .node labels
 MAX_FILE = 256 * 1024
 LANGUAGES = {"python": "Python", "node": "Node.js"}
+DEFAULT_WHY = {
+    "python": "no .python-version, runtime.txt or requires-python",
+    "node": "no engines.node in package.json",
+}
 Version = tuple[int, ...]
 
 
@@ -41,9 +45,12 @@ class Stack:
     run_image: str
     build_image: str
     versions: dict[str, str]  # language -> version, e.g. {"python": "3.11.2", "node": "18.19.0"}
+    built: bool = True  # False: in the catalog, built the first time an app needs it (versions expected)
+    ahead: bool = True  # built by `up`: the stacks apps that ask for no version choose from
 
     def describe(self, language: str) -> str:
-        return f"{LANGUAGES[language]} {self.versions.get(language, '?')} (stack {self.name})"
+        later = "" if self.built else ", built on first use"
+        return f"{LANGUAGES[language]} {self.versions.get(language, '?')} (stack {self.name}{later})"
 
 
 @dataclass(frozen=True)
@@ -284,16 +291,31 @@ def choose(source: Path, stacks: Sequence[Stack], languages: Sequence[str]) -> C
         asks = " and ".join(f"{LANGUAGES[r.language]} {r.spec} ({r.source})" for r in asked)
         offers = "; ".join(", ".join(s.describe(lang) for lang in sorted(s.versions)) for s in stacks)
         raise RuntimeRefused(f"no stack of this host has {asks}: it has {offers}")
-    stack = fitting[0]
+    stack = fitting[0] if asked else newest([s for s in stacks if s.ahead] or stacks[:1], languages)
     by_language = {r.language: r for r in asked}
     lines = []
     for language in [*dict.fromkeys([*languages, *by_language])]:
         if language not in stack.versions:
             continue
         wanted = by_language.get(language)
-        why = f"{wanted.source} asks for {wanted.spec}" if wanted else "the stack's version"
+        why = (
+            f"{wanted.source} asks for {wanted.spec}" if wanted else f"the default ({DEFAULT_WHY[language]})"
+        )
         lines.append(f"{stack.describe(language)}: {why}")
     return Choice(stack, lines)
+
+
+def newest(stacks: Sequence[Stack], languages: Sequence[str]) -> Stack:
+    """With no request, the stack (of those built ahead) with the newest version of the app's languages."""
+
+    def key(stack: Stack) -> tuple[Version, ...]:
+        return tuple(padded(version(stack.versions.get(lang) or "0")) for lang in languages)
+
+    best = stacks[0]
+    for stack in stacks[1:]:
+        if key(stack) > key(best):
+            best = stack
+    return best
 
 
 def stack_of(image: str, labels: dict[str, str], run_image: str) -> Stack:

@@ -28,6 +28,8 @@ class Settings:
     buildpacks_dir: str = "/var/lib/provisioner/buildpacks"  # buildpacks_dir
     run_image: str = "provisioner/stack-run:bookworm"  # buildpacks_run_image
     build_image: str = "provisioner/stack-build:bookworm"  # buildpacks_build_image
+    stack_builder: str = "/usr/local/sbin/provisioner-stack"  # buildpacks_builder
+    stacks_file: str = "/etc/provisioner/stacks.json"  # buildpacks_catalog
     deploy_branch: str = "main"  # receiver_deploy_branch
     memory_limit: str = "512m"  # receiver_memory_limit
     healthcheck_timeout: int = 60  # receiver_healthcheck_timeout

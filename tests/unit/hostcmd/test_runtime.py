@@ -1,5 +1,7 @@
 """Which Python and Node.js an app asks for, and which stack gives them (pure: files in tmp_path)."""
 
+import dataclasses
+
 import pytest
 
 from provisioner.hostcmd import runtime
@@ -7,7 +9,12 @@ from provisioner.hostcmd import runtime
 BOOKWORM = runtime.Stack(
     "bookworm", "run:bookworm", "build:bookworm", {"python": "3.11.2", "node": "18.19.0"}
 )
-TRIXIE = runtime.Stack("trixie", "run:trixie", "build:trixie", {"python": "3.13.5", "node": "20.19.2"})
+TRIXIE = runtime.Stack(
+    "trixie", "run:trixie", "build:trixie", {"python": "3.13.5", "node": "20.19.2"}, built=True, ahead=False
+)
+FORKY = runtime.Stack(
+    "forky", "run:forky", "build:forky", {"python": "3.14", "node": "24"}, built=False, ahead=False
+)
 
 
 @pytest.mark.parametrize(
@@ -72,9 +79,36 @@ def test_heroku_order_python_version_then_runtime_txt_then_requires_python(tmp_p
 
 def test_no_request_means_the_default_stack(tmp_path):
     (tmp_path / "requirements.txt").write_text("flask\n")
-    choice = runtime.choose(tmp_path, [BOOKWORM, TRIXIE], ["python"])
+    choice = runtime.choose(tmp_path, [BOOKWORM, TRIXIE, FORKY], ["python"])
     assert choice.stack is BOOKWORM
-    assert choice.lines == ["Python 3.11.2 (stack bookworm): the stack's version"]
+    assert choice.lines == [
+        "Python 3.11.2 (stack bookworm): the default (no .python-version, runtime.txt or requires-python)"
+    ]
+
+
+def test_no_request_means_the_newest_of_the_stacks_built_ahead(tmp_path):
+    (tmp_path / "package.json").write_text("{}")
+    ahead = dataclasses.replace(TRIXIE, ahead=True)
+    choice = runtime.choose(tmp_path, [BOOKWORM, ahead, FORKY], ["node"])
+    assert choice.stack is ahead
+    assert choice.lines == ["Node.js 20.19.2 (stack trixie): the default (no engines.node in package.json)"]
+
+
+def test_a_stack_not_built_yet_is_chosen_when_only_it_meets_the_request(tmp_path):
+    (tmp_path / ".python-version").write_text("3.14\n")
+    choice = runtime.choose(tmp_path, [BOOKWORM, TRIXIE, FORKY], ["python"])
+    assert choice.stack is FORKY
+    assert choice.lines == ["Python 3.14 (stack forky, built on first use): .python-version asks for 3.14"]
+
+
+def test_the_refusal_names_the_stacks_not_built_yet_too(tmp_path):
+    (tmp_path / ".python-version").write_text("3.8\n")
+    with pytest.raises(runtime.RuntimeRefused) as exc:
+        runtime.choose(tmp_path, [BOOKWORM, TRIXIE, FORKY], ["python"])
+    assert str(exc.value) == (
+        "Python 3.8 (.python-version) is not offered by this host: it has Python 3.11.2 (stack bookworm), "
+        "Python 3.13.5 (stack trixie), Python 3.14 (stack forky, built on first use)"
+    )
 
 
 def test_the_first_stack_that_meets_every_request(tmp_path):

@@ -231,7 +231,17 @@ def run_buildpack(
     return docker.stream(cmd, say)
 
 
-PYTHON_FILES = ("requirements.txt", "pyproject.toml", "setup.py", "Pipfile", ".python-version", "runtime.txt")
+PYTHON_FILES = (
+    "requirements.txt",
+    "pyproject.toml",
+    "setup.py",
+    "Pipfile",
+    "Pipfile.lock",
+    "uv.lock",
+    "poetry.lock",
+    ".python-version",
+    "runtime.txt",
+)
 
 
 def choose_stack(source: Path, settings: Settings, say: Say) -> runtime.Stack:

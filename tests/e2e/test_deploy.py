@@ -176,22 +176,27 @@ def test_failed_deploy_keeps_previous_release_serving(deploy_box, dev, procfile,
 
 
 @pytest.mark.parametrize(
-    ("name", "content", "words"),
+    ("name", "content", "words", "also_offered"),
     [
         (
             ".python-version",
             "3.8\n",
             "Python 3.8 (.python-version) is not offered by this host: it has Python 3.11",
+            ["Python 3.12", "(stack noble", "Python 3.13", "(stack trixie", "Python 3.14", "(stack forky"],
         ),
         (
             "package.json",
             '{"engines": {"node": "12.x"}}',
             "Node.js 12.x (package.json engines.node) is not offered by this host: it has Node.js 18",
+            ["Node.js 20", "Node.js 24"],
         ),
     ],
     ids=["python-3.8", "node-12"],
 )
-def test_a_runtime_no_stack_offers_fails_at_once_and_changes_nothing(deploy_box, dev, name, content, words):
+def test_a_runtime_no_stack_offers_fails_at_once_and_changes_nothing(
+    deploy_box, dev, name, content, words, also_offered
+):
+    """The message lists every stack of the host's catalog, built or still to build; nothing is built."""
     repo = dev.workdir / "py"
     before, releases = get(deploy_box, app_host("py")), dev.ssh("releases", "py").stdout
     good = dev.git(repo, "rev-parse", "HEAD").stdout.strip()
@@ -200,7 +205,12 @@ def test_a_runtime_no_stack_offers_fails_at_once_and_changes_nothing(deploy_box,
     result = dev.push(repo, "py")
     dev.git(repo, "reset", "-q", "--hard", good)
     assert result.returncode != 0 and words in result.stderr, result.stderr
-    assert "Installing" not in result.stderr and "still serving" in result.stderr  # refused before the build
+    assert all(offer in result.stderr for offer in also_offered), result.stderr
+    assert (
+        "Installing" not in result.stderr
+        and "Building stack" not in result.stderr
+        and "still serving" in result.stderr
+    )  # refused before the build
     assert get(deploy_box, app_host("py")) == before and dev.ssh("releases", "py").stdout == releases
 
 

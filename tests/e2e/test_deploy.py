@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -261,3 +262,36 @@ def test_deploy_user_never_gets_a_shell(dev, command):
     result = dev.ssh(*command)
     assert "apps:list" in result.stdout + result.stderr
     assert "uid=" not in result.stdout
+
+
+def test_app_json_predeploy_postdeploy_and_unsupported_keys(deploy_box, dev):
+    """Dokku's deployment tasks: predeploy before the switch (its failure aborts the deploy), postdeploy once
+    the release is live (its failure is a warning); keys this host does not use are named, not fatal."""
+    repo = dev.workdir / "py"
+    good = dev.git(repo, "rev-parse", "HEAD").stdout.strip()
+    app_json = json.loads((repo / "app.json").read_text())
+
+    def push_with(scripts):
+        (repo / "app.json").write_text(
+            json.dumps({**app_json, "formation": {"web": {"quantity": 1}}, **scripts})
+        )
+        dev.commit(repo, "app.json scripts")
+        return dev.push(repo, "py")
+
+    tasks = {"predeploy": "echo predeploy on $DYNO", "postdeploy": "echo postdeploy ran; exit 3"}
+    result = push_with({"scripts": {"dokku": tasks}})
+    pushed_ok(result, "py")
+    log = result.stderr
+    assert 'app.json: "formation" is not supported here and is ignored' in log, log
+    assert "Running app.json predeploy: echo predeploy on $DYNO" in log and "predeploy on predeploy.1" in log
+    assert log.index("predeploy on predeploy.1") < log.index("Starting web.1") < log.index("postdeploy ran")
+    assert "app.json postdeploy failed (exit code 3); the release is live" in log, log
+    serving = get(deploy_box, app_host("py"))
+    assert serving[0] == 200
+    releases = dev.ssh("releases", "py").stdout
+
+    failing = push_with({"scripts": {"dokku": {"predeploy": "echo checking; exit 4"}}})
+    dev.git(repo, "reset", "-q", "--hard", good)
+    assert failing.returncode != 0 and "app.json predeploy failed (exit code 4)" in failing.stderr
+    assert "still serving" in failing.stderr
+    assert get(deploy_box, app_host("py")) == serving and dev.ssh("releases", "py").stdout == releases

@@ -231,3 +231,36 @@ def test_builder_usage_and_root_only(capsys):
         assert builder.main(["build", "forky"]) == 1
     assert "usage: provisioner-stack" in capsys.readouterr().err
     assert runtime.LANGUAGES  # the labels the builder writes are the languages the host program reads
+
+
+def test_builder_reuses_a_prepared_root_only_with_its_stamp(tmp_path, monkeypatch, capsys):
+    """`up` prepares in the background and `build` imports: a complete preparation (its stamp, written last,
+    names the same recipe) is used as it is; anything else is made again."""
+    builder = load_builder()
+    launcher = tmp_path / "launch"
+    launcher.write_text("#!/bin/sh\n")
+    catalog = {
+        **CATALOG,
+        "workdir": str(tmp_path / "work"),
+        "launcher": str(launcher),
+        "run_packages": ["python3"],
+        "build_packages": ["git"],
+    }
+    stack = {"name": "forky", "distribution": "debian", "mirror": "http://m"}
+    (tmp_path / "work" / "forky").mkdir(parents=True)
+    stamp = tmp_path / "work" / "forky.prepared"
+    recipe = builder.recipes(catalog, stack)[0]
+    stamp.write_text(json.dumps({"recipe": recipe, "versions": ["python 3.14.8", "node 24.11.1"]}))
+    steps: list[list[str]] = []
+
+    def run(argv, **kwargs):
+        steps.append(argv)
+        raise builder.StackError("stop here")
+
+    monkeypatch.setattr(builder, "run", run)
+    assert builder.prepared(catalog, stack) == ["python 3.14.8", "node 24.11.1"] and steps == []
+    stamp.write_text(json.dumps({"recipe": "another", "versions": []}))
+    with pytest.raises(builder.StackError, match="stop here"):
+        builder.prepared(catalog, stack)
+    assert steps[0][0] == "debootstrap" and not stamp.exists()
+    assert not (tmp_path / "work" / "forky").exists()  # the half-made root is removed

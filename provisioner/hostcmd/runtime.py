@@ -311,11 +311,7 @@ def newest(stacks: Sequence[Stack], languages: Sequence[str]) -> Stack:
     def key(stack: Stack) -> tuple[Version, ...]:
         return tuple(padded(version(stack.versions.get(lang) or "0")) for lang in languages)
 
-    best = stacks[0]
-    for stack in stacks[1:]:
-        if key(stack) > key(best):
-            best = stack
-    return best
+    return max(stacks, key=key)  # the first of equals: the default stays first
 
 
 def stack_of(image: str, labels: dict[str, str], run_image: str) -> Stack:

@@ -9,6 +9,7 @@ builder's progress in the push output. Its real versions then decide again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from collections.abc import Callable
@@ -64,9 +65,7 @@ def offered(settings: Settings) -> list[runtime.Stack]:
         labels = built(build_image)
         if labels is not None:
             stack = runtime.stack_of(build_image, labels, run_image)
-            stacks.append(
-                runtime.Stack(stack.name, run_image, build_image, stack.versions, True, name in ahead)
-            )
+            stacks.append(dataclasses.replace(stack, ahead=name in ahead))
         else:
             expected = {lang: str(entry[lang]) for lang in runtime.LANGUAGES if entry.get(lang)}
             stacks.append(runtime.Stack(name, run_image, build_image, expected, False, name in ahead))

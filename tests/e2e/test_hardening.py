@@ -198,6 +198,10 @@ def test_killed_build_fails_clearly_and_the_previous_release_keeps_serving(deplo
     before = get(deploy_box, app_host("slowpy"))
     assert before[0] == 200
     (repo / "app.py").write_text((repo / "app.py").read_text().replace('VERSION = "1"', 'VERSION = "2"'))
+    # Heroku's bin/pre_compile hook keeps the compile step running until it is killed (an unchanged
+    # requirements.txt alone makes it too quick to catch).
+    (repo / "bin").mkdir()
+    (repo / "bin/pre_compile").write_text("#!/bin/sh\necho pre_compile is slow\nsleep 120\n")
     dev.commit(repo, "v2")
     killed: list[str] = []
 
@@ -219,10 +223,19 @@ def test_killed_build_fails_clearly_and_the_previous_release_keeps_serving(deplo
     thread.join()
     assert killed and killed[0].startswith("slowpy.build.v"), killed
     assert result.returncode != 0
+    assert "Running bin/pre_compile" in result.stderr and "pre_compile is slow" in result.stderr
     assert "the build was killed" in result.stderr, result.stderr[-1500:]
     assert "still serving" in result.stderr
     assert get(deploy_box, app_host("slowpy")) == before
-    pushed_ok(dev.push(repo, "slowpy"), "slowpy")  # the next push works
+    # The next push works; bin/post_compile runs after the install, with the app's virtualenv first on PATH.
+    (repo / "bin/pre_compile").unlink()
+    (repo / "bin/post_compile").write_text(
+        "#!/bin/sh\nset -e\npython -c 'import gunicorn' && echo post_compile ok\n"
+    )
+    dev.commit(repo, "v2 without the slow hook")
+    result = dev.push(repo, "slowpy")
+    pushed_ok(result, "slowpy")
+    assert "Running bin/post_compile" in result.stderr and "post_compile ok" in result.stderr
     assert get(deploy_box, app_host("slowpy"))[1].startswith("python v2")
 
 

@@ -70,7 +70,13 @@ def role_order(root: Path) -> list[str]:
     have = sorted(p.parent.parent.name for p in (root / "roles").glob("*/meta/argument_specs.yml"))
     order: list[str] = []
     for play in plays(root):
-        for entry in play.get("roles") or []:
+        entries = [*(play.get("roles") or [])]
+        for task in play.get("tasks") or []:  # import_role/include_role tasks, in order
+            if isinstance(task, dict):
+                for key in ("ansible.builtin.import_role", "ansible.builtin.include_role", "import_role"):
+                    if isinstance(task.get(key), dict):
+                        entries.append(task[key])
+        for entry in entries:
             name = entry if isinstance(entry, str) else entry.get("role") or entry.get("name")
             if name in have and name not in order:
                 order.append(name)

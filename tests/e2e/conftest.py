@@ -6,6 +6,7 @@ deployed to) and `dev` (a `Deployer`: the developer's machine with git repositor
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shlex
@@ -69,9 +70,14 @@ class Boxes:
     def cleanup(self) -> None:
         if os.environ.get("PROVISIONER_KEEP_SANDBOXES"):
             return  # for debugging a failed run: `provisioner sandbox ssh e2e-root`
-        for name in self.names:
+
+        def destroy(name: str) -> None:
             with contextlib.suppress(Exception):
                 sandbox.destroy(name, self.client)
+
+        # Side by side: removing a sandbox is mostly deleting its Docker volume's files.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(destroy, self.names))
 
 
 @pytest.fixture(scope="session")

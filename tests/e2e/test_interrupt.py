@@ -27,7 +27,7 @@ import pytest
 from tests.conftest import ROOT, CliResult, record_figure, run_cli
 from tests.e2e.conftest import Deployer, app_host, get, pushed_ok, root_exec
 
-WINDOWS = [(15.0, 45.0), (50.0, 110.0), (110.0, 200.0)]
+WINDOWS = [(15.0, 40.0), (45.0, 80.0), (80.0, 120.0)]
 USER = ["-e", "receiver_user=git"]
 
 

@@ -91,11 +91,18 @@ def slowest_tasks(hp: runner.HostProgress) -> str:
     return "\n".join(f"{t.seconds:.0f}s {escape(t.task)}" for t in hp.slowest())
 
 
+def role_times(hp: runner.HostProgress) -> str:
+    """A table cell: seconds per role, slowest first (a role under half a second is left out)."""
+    spent = sorted(hp.roles().items(), key=lambda item: item[1], reverse=True)
+    return "\n".join(f"{seconds:.0f}s {escape(role)}" for role, seconds in spent if seconds >= 0.5)
+
+
 def summary_table(result: api.UpResult) -> Table:
     table = Table(title="provisioner up" + (" --check" if result.check else ""), title_justify="left")
     table.add_column("host")
     for col in ("ok", "changed", "failed", "unreachable", "seconds"):
         table.add_column(col, justify="right")
+    table.add_column("seconds per role")
     table.add_column("slowest tasks")
     for name, hp in sorted(result.hosts.items()):
         table.add_row(
@@ -105,6 +112,7 @@ def summary_table(result: api.UpResult) -> Table:
             f"[red]{hp.failed}[/]" if hp.failed else "0",
             f"[red]{hp.unreachable}[/]" if hp.unreachable else "0",
             f"{hp.seconds():.0f}",
+            role_times(hp),
             slowest_tasks(hp),
         )
     return table

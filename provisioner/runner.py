@@ -64,6 +64,7 @@ def task_label(role: str, task: str) -> str:
 class TaskTime:
     task: str  # its label
     seconds: float
+    role: str = ""  # its role, else the play's name (fact gathering)
 
 
 @dataclass
@@ -88,6 +89,14 @@ class HostProgress:
             return 0.0
         end = self.last if now is None else now
         return max(0.0, (end or self.started) - self.started)
+
+    def roles(self) -> dict[str, float]:
+        """Seconds per role, in the order the roles ran: where this host's time went (tasks of one host run
+        one after another, so the parts add up to nearly all of `seconds()`)."""
+        spent: dict[str, float] = {}
+        for t in self.times:
+            spent[t.role] = spent.get(t.role, 0.0) + t.seconds
+        return spent
 
     def slowest(self, count: int = SLOWEST) -> list[TaskTime]:
         """The tasks that took longest here, slowest first (what to look at when a run is slow)."""
@@ -175,7 +184,7 @@ class Progress:
         hp.done += 1
         seconds = _took(data, hp.running.pop(_task_key(data), None), now)
         if not _internal(task):
-            hp.times.append(TaskTime(label, seconds))
+            hp.times.append(TaskTime(label, seconds, role))
         outcome: EventKind = "task_ok"
         message = ""
         if kind == "runner_on_ok":

@@ -40,6 +40,16 @@ def test_parallel_up_of_root_and_sudo_hosts_succeeds(provisioned):
         assert f"{name}: docker:" in provisioned.first.stderr
 
 
+def test_up_says_where_the_time_went_per_host_and_role(provisioned):
+    """`up --json` has seconds per role for each host: every role, adding up to the host's time."""
+    report = provisioned.first.json()
+    for name, stats in report["hosts"].items():
+        roles = stats["roles"]
+        assert {"base", "security", "buildpacks", "docker", "nginx", "git", "receiver"} <= set(roles), roles
+        assert abs(sum(roles.values()) - stats["seconds"]) <= 0.1 * stats["seconds"], (name, roles, stats)
+        assert len(stats["slowest_tasks"]) == 3
+
+
 @pytest.fixture(scope="module", params=["root", "sudo"])
 def box(request, provisioned):
     return provisioned.root_box if request.param == "root" else provisioned.sudo_box
@@ -204,6 +214,9 @@ def test_check_reports_drift_and_changes_nothing(provisioned, cli):
         assert '"live-restore": false' in diffs[0]["diff"] and '"live-restore": true' in diffs[0]["diff"]
         assert root_exec(box, "cat /etc/docker/daemon.json") == drifted  # untouched
     finally:
-        fixed = cli("up", box.name, *provisioned.up_args[2:], "--json")
+        fixed = cli("up", box.name, *provisioned.up_args[2:])
         assert fixed.rc == 0, fixed.stderr
     assert json.loads(root_exec(box, "cat /etc/docker/daemon.json"))["live-restore"] is True
+    # The human summary says where the time went: seconds per role, then the slowest tasks.
+    assert "seconds per role" in fixed.stdout and "slowest tasks" in fixed.stdout, fixed.stdout
+    assert all(f"s {role}" in fixed.stdout for role in ("base", "buildpacks", "receiver")), fixed.stdout

@@ -71,8 +71,10 @@ def test_summary_and_json_show_the_three_slowest_tasks():
         {"task": "base: Update apt cache", "seconds": 4.0},
     ]
     assert {"ok", "changed", "failed", "unreachable", "seconds"} <= set(host)
+    assert host["roles"] == {"base": 44.8}
     console = cli.Console(record=True, width=200)
     console.print(cli.summary_table(result))
     text = console.export_text()
     assert "slowest tasks" in text and "31s base: Install packages" in text and "4s base: Update apt" in text
+    assert "seconds per role" in text and "45s base" in text
     assert "Write host.json" not in text

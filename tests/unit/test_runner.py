@@ -204,7 +204,7 @@ def test_task_times_run_from_start_to_the_hosts_result():
     clock.now = 204.0
     p.handle(recorded("runner_on_ok", "web2", "Pull image", "buildpacks", "u1", res={}))
     assert [(e.host, e.seconds) for e in seen if e.kind == "task_ok"] == [("web1", 12.5), ("web2", 103.0)]
-    assert p.hosts["web1"].times == [TaskTime("buildpacks: Pull image", 12.5)]
+    assert p.hosts["web1"].times == [TaskTime("buildpacks: Pull image", 12.5, "buildpacks")]
 
 
 def test_ansibles_own_duration_wins_over_the_arrival_of_events():
@@ -225,11 +225,25 @@ def test_slowest_three_tasks_per_host():
         clock.now += seconds
         p.handle(recorded("runner_on_ok", "web1", task, "base", f"u{index}", res={}))
     assert p.hosts["web1"].slowest() == [
-        TaskTime("base: b", 40.0),
-        TaskTime("base: e", 40.0),
-        TaskTime("base: d", 12.0),
+        TaskTime("base: b", 40.0, "base"),
+        TaskTime("base: e", 40.0, "base"),
+        TaskTime("base: d", 12.0, "base"),
     ]
     assert Progress().host("idle").slowest() == []
+
+
+def test_seconds_per_role_in_the_order_the_roles_ran_add_up_to_the_hosts_time():
+    clock = Clock()
+    p = Progress(clock=clock)
+    steps = [("Gathering Facts", "", 1.0), ("a", "base", 3.0), ("b", "docker", 20.0), ("c", "base", 2.0)]
+    for index, (task, role, seconds) in enumerate(steps):
+        p.handle(recorded("runner_on_start", "web1", task, role, f"u{index}"))
+        clock.now += seconds
+        p.handle(recorded("runner_on_ok", "web1", task, role, f"u{index}", res={}))
+    roles = p.hosts["web1"].roles()
+    assert list(roles) == [PLAY, "base", "docker"] and roles["base"] == 5.0 and roles["docker"] == 20.0
+    assert sum(roles.values()) == p.hosts["web1"].seconds() == 26.0
+    assert Progress().host("idle").roles() == {}
 
 
 def test_events_that_are_no_step_of_a_host_emit_nothing():

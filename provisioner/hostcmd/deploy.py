@@ -14,6 +14,7 @@ published again (config change, scale, restart, rollback); the Procfile `release
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,27 +35,33 @@ def publish(
     restart: bool = True,
     deploy_tasks: bool = False,
     sched: Scheduler | None = None,
+    phases: release.Phases | None = None,
 ) -> Release:
     """Make rel what the app serves. restart=False keeps the running processes and only routes the
     app's domains to them (domain changes). deploy_tasks=True (a push's new build only) also runs
-    app.json's predeploy and postdeploy scripts. The caller holds the app's lock."""
+    app.json's predeploy and postdeploy scripts. Each step is timed in phases. The caller holds the
+    app's lock."""
     sched = sched or LocalDocker()
+    phases = phases or release.Phases()
     if restart:
-        release.activate(app, rel, say, sched, predeploy=deploy_tasks)
+        release.activate(app, rel, say, sched, predeploy=deploy_tasks, phases=phases)
     else:
-        release.route(app, release.serving_ports(app, rel, sched))
+        with phases("switch"):
+            release.route(app, release.serving_ports(app, rel, sched))
     app.record_release(rel)
     app.set_current(rel)
-    if restart and deploy_tasks:
-        release.postdeploy(app, rel, say, sched)
+    if restart and deploy_tasks and rel.postdeploy:
+        with phases("postdeploy"):
+            release.postdeploy(app, rel, say, sched)
     return rel
 
 
 def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False) -> Release:
     """Build the commit and publish it as the next release (under the app's lock unless held already)."""
     started = time.monotonic()
+    phases = release.Phases()
     with contextlib.nullcontext() if locked else app.lock(say=say):
-        with tempfile.TemporaryDirectory(prefix=f"provisioner-build-{app.name}-") as tmp:
+        with phases("build"), tempfile.TemporaryDirectory(prefix=f"provisioner-build-{app.name}-") as tmp:
             source = Path(tmp) / "src"
             build.export_source(app.repo, sha, source)
             version = app.next_version()
@@ -80,8 +87,12 @@ def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False)
             created=now(),
             description=description,
         )
-        publish(app, rel, say, deploy_tasks=True)
-    say(f"-----> Released v{rel.version} in {time.monotonic() - started:.0f} s")
+        publish(app, rel, say, deploy_tasks=True, phases=phases)
+        # The record carries the figures of the push log's last line.
+        rel = dataclasses.replace(rel, seconds=round(time.monotonic() - started, 2), phases=phases.rounded())
+        app.record_release(rel)
+        app.set_current(rel)
+    say(f"-----> Released v{rel.version} in {rel.seconds:.1f} s ({phases.summary()})")
     say(f"=====> {app.settings.app_url(app.name)}")
     return rel
 

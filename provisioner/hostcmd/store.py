@@ -45,6 +45,10 @@ class Release:
     health: HealthCheck = field(default_factory=HealthCheck)
     created: str = ""
     description: str = ""
+    # A push's figures: seconds from the push's start to live, and per phase (release.Phases); empty for
+    # releases that repeat another (config changes, restarts, rollbacks) and in older records.
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -58,7 +62,9 @@ class Release:
 
     def again(self, version: int, description: str, **changes: Any) -> Release:
         """The same release under a new number (config changes, rollback), created now."""
-        return dataclasses.replace(self, version=version, description=description, created=now(), **changes)
+        return dataclasses.replace(
+            self, version=version, description=description, created=now(), seconds=0.0, phases={}, **changes
+        )
 
 
 class LockTimeout(RuntimeError):

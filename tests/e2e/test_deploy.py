@@ -26,6 +26,27 @@ def test_push_python_app(deploy_box, dev):
     assert status == 200 and body.startswith("python v1 greeting= "), (status, body, result.stderr)
 
 
+def test_a_push_says_where_its_time_went_and_releases_json_keeps_it(deploy_box, dev):
+    """A push's last line: its seconds to live and per phase, adding up; `releases APP --json` the same."""
+    repo = dev.workdir / "py"
+    (repo / "NOTES.txt").write_text("a second push of the same code\n")
+    dev.commit(repo, "notes")
+    result = dev.push(repo, "py")
+    pushed_ok(result, "py")
+    line = re.search(r"Released v(\d+) in ([\d.]+) s \((build [^)]*)\)", result.stderr)
+    assert line, result.stderr[-800:]
+    shown = {name: float(sec) for name, sec in re.findall(r"(\w+) ([\d.]+) s", line.group(3))}
+    # v1 was serving: its process is retired after the switch
+    assert list(shown) == ["build", "start", "health", "switch", "retire"], line.group(0)
+    listed = dev.ssh("releases", "py", "--json")
+    assert listed.returncode == 0, listed.stderr
+    newest = json.loads(listed.stdout)[0]
+    assert newest["version"] == int(line.group(1)) and newest["current"] is True
+    assert list(newest["phases"]) == list(shown) and "config" not in newest
+    assert abs(sum(newest["phases"].values()) - newest["seconds"]) <= 0.1 * newest["seconds"], newest
+    assert get(deploy_box, app_host("py"))[1].startswith("python v1 ")
+
+
 def test_push_node_app(deploy_box, dev):
     pushed_ok(dev.push(dev.repo("nodeapp", "node"), "nodeapp"), "nodeapp")
     assert get(deploy_box, app_host("nodeapp")) == (200, "node says 1m is one minute\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .. import docker, names
 from ..deploy import publish
 from ..settings import Settings
@@ -9,10 +11,29 @@ from .base import Command, UserError, app_arg, err, no_extra, out, valid
 
 
 def releases(settings: Settings, args: list[str]) -> None:
-    app = app_arg(settings, args, "releases APP")
-    no_extra(args[1:], "releases APP")
+    """Newest first; --json adds a push's figures (seconds to live, seconds per phase). Never the config."""
+    as_json = args[1:2] == ["--json"]
+    app = app_arg(settings, args, "releases APP [--json]")
+    no_extra(args[2 if as_json else 1 :], "releases APP [--json]")
     current = app.current()
-    for rel in reversed(app.releases()):
+    history = list(reversed(app.releases()))
+    if as_json:
+        records = [
+            {
+                "version": rel.version,
+                "current": bool(current and rel.version == current.version),
+                "created": rel.created,
+                "commit": rel.commit,
+                "kind": rel.kind,
+                "description": rel.description,
+                "seconds": rel.seconds,
+                "phases": rel.phases,
+            }
+            for rel in history
+        ]
+        out(json.dumps(records, indent=2))
+        return
+    for rel in history:
         mark = "*" if current and rel.version == current.version else " "
         out(f"{mark} v{rel.version}  {rel.created}  {rel.commit[:7]}  {rel.description}")
 
@@ -37,6 +58,6 @@ def rollback(settings: Settings, args: list[str]) -> None:
 
 
 COMMANDS = [
-    Command("releases", "APP", "release history", releases),
+    Command("releases", "APP [--json]", "release history (--json: with each push's timings)", releases),
     Command("rollback", "APP vN", "release the code and config of vN again", rollback),
 ]

@@ -343,3 +343,38 @@ def test_a_bad_app_json_fails_the_push_before_the_build(app, monkeypatch):
     ):
         deploy.deploy(app, "b" * 40, "deploy", lambda _m: None)
     assert app.current() is None
+
+
+def test_a_push_says_and_records_its_phases_which_add_up_to_its_time(app, monkeypatch):
+    import re
+    import time
+
+    from provisioner.hostcmd import build, deploy
+
+    def export(repo, sha, dest):
+        dest.mkdir(parents=True)
+        (dest / "Procfile").write_text("web: gunicorn app:app\nrelease: ./migrate\n")
+
+    def slow_build(*args):
+        until = time.monotonic() + 0.3  # time.sleep is a no-op in these tests
+        while time.monotonic() < until:
+            pass
+        return build.BuildResult("img:v1", "buildpacks")
+
+    sched = FakeScheduler()
+    monkeypatch.setattr(build, "export_source", export)
+    monkeypatch.setattr(build, "build", slow_build)
+    monkeypatch.setattr(deploy, "LocalDocker", lambda: sched)
+    said: list[str] = []
+    rel = deploy.deploy(app, "c" * 40, "deploy ccccccc", said.append)
+    released = [line for line in said if line.startswith("-----> Released v1 in ")]
+    assert len(released) == 1 and re.fullmatch(
+        r"-----> Released v1 in \d+\.\d s \(build 0\.[3-9] s, release \d+\.\d s, start \d+\.\d s, "
+        r"health \d+\.\d s, switch \d+\.\d s\)",
+        released[0],
+    ), released
+    assert list(rel.phases) == ["build", "release", "start", "health", "switch"]
+    assert abs(sum(rel.phases.values()) - rel.seconds) <= 0.1 * rel.seconds
+    assert app.current() == rel and app.release(1) == rel  # recorded with the figures
+    again = deploy.redeploy(app, said.append, "config:set A")  # repeats v1: no figures of a push
+    assert again is not None and (again.seconds, again.phases) == (0.0, {})

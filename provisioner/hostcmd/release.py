@@ -26,6 +26,10 @@ from .store import App, Release
 Say = Callable[[str], None]
 
 
+# The phases of a deploy, in the order they run.
+PHASE_ORDER = ("build", "release", "start", "health", "switch", "retire", "postdeploy")
+
+
 class Phases:
     """Seconds per phase of a deploy, in the order they ran: build, release (app.json predeploy and the
     release command), start, health, switch (nginx), retire (the old processes), postdeploy. The push log's

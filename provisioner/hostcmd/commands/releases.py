@@ -6,8 +6,13 @@ import json
 
 from .. import docker, names
 from ..deploy import publish
+from ..release import PHASE_ORDER
 from ..settings import Settings
 from .base import Command, UserError, app_arg, err, no_extra, out, valid
+
+
+def phase_rank(phase: str) -> int:
+    return PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER)
 
 
 def releases(settings: Settings, args: list[str]) -> None:
@@ -27,7 +32,8 @@ def releases(settings: Settings, args: list[str]) -> None:
                 "kind": rel.kind,
                 "description": rel.description,
                 "seconds": rel.seconds,
-                "phases": rel.phases,
+                # in the order they ran (the record's keys are sorted)
+                "phases": {p: rel.phases[p] for p in sorted(rel.phases, key=phase_rank)},
             }
             for rel in history
         ]

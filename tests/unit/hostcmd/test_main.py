@@ -183,3 +183,31 @@ def test_unicode_digits_are_refused_clearly(settings, argv, words):
     App(settings, "shop").create(lambda repo: repo.mkdir(parents=True))
     with pytest.raises(host.UserError, match=words):
         host.dispatch(argv, settings)
+
+
+def test_releases_json_lists_each_pushs_figures_in_phase_order_and_never_the_config(
+    monkeypatch, settings, capsys
+):
+    import json
+
+    from provisioner.hostcmd.store import Release
+
+    app = App(settings, "shop")
+    app.create(lambda repo: repo.mkdir(parents=True))
+    phases = {"build": 4.1, "start": 0.4, "health": 0.9, "switch": 0.3, "retire": 3.0}
+    app.record_release(
+        Release(1, "img:1", {"web": "x"}, 5000, config={"SECRET": "s3"}, seconds=8.8, phases=phases)
+    )
+    app.record_release(Release(2, "img:1", {"web": "x"}, 5000, config={"SECRET": "s3"}, description="config"))
+    app.set_current(app.release(2))
+    monkeypatch.setattr(host.sys, "argv", ["provisioner-host"])
+    assert run(monkeypatch, "releases shop --json") == 0
+    out = capsys.readouterr().out
+    newest, first = json.loads(out)
+    assert (newest["version"], newest["current"], newest["phases"]) == (2, True, {})
+    assert (
+        list(first["phases"]) == ["build", "start", "health", "switch", "retire"] and first["seconds"] == 8.8
+    )
+    assert "s3" not in out and "SECRET" not in out
+    assert run(monkeypatch, "releases shop --yaml") == 1
+    assert "usage: releases APP [--json]" in capsys.readouterr().err

@@ -288,7 +288,8 @@ def main() -> None:
     for name, value in medians.items():
         what, unit, target = FIGURES[name]
         mark = "" if value <= target else " (over)"
-        lines.append(f"| {what} | {value:.2f} {unit}{mark} | <= {target:g} {unit} |")
+        shown = f"{value:.2f} {unit}" if unit else f"{value:g}"
+        lines.append(f"| {what} | {shown}{mark} | <= {target:g}{' ' + unit if unit else ''} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     data = {
         "machine": machine,

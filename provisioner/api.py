@@ -105,6 +105,7 @@ class UpResult:
                     "unreachable": hp.unreachable,
                     "seconds": round(hp.seconds(), 1),
                     "roles": {role: round(seconds, 1) for role, seconds in hp.roles().items()},
+                    "waiting": round(hp.waiting, 1),
                     "slowest_tasks": [{"task": t.task, "seconds": round(t.seconds, 1)} for t in hp.slowest()],
                     **({"error": hp.error} if hp.error else {}),
                 }

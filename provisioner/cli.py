@@ -92,9 +92,13 @@ def slowest_tasks(hp: runner.HostProgress) -> str:
 
 
 def role_times(hp: runner.HostProgress) -> str:
-    """A table cell: seconds per role, slowest first (a role under half a second is left out)."""
+    """A table cell: seconds per role, slowest first (a role under half a second is left out), then the
+    time the host waited between its tasks (for slower hosts, and the controller)."""
     spent = sorted(hp.roles().items(), key=lambda item: item[1], reverse=True)
-    return "\n".join(f"{seconds:.0f}s {escape(role)}" for role, seconds in spent if seconds >= 0.5)
+    lines = [f"{seconds:.0f}s {escape(role)}" for role, seconds in spent if seconds >= 0.5]
+    if hp.waiting >= 0.5:
+        lines.append(f"{hp.waiting:.0f}s waiting for other hosts")
+    return "\n".join(lines)
 
 
 def summary_table(result: api.UpResult) -> Table:

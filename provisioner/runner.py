@@ -82,7 +82,11 @@ class HostProgress:
     error: str = ""
     complete: bool = False
     times: list[TaskTime] = field(default_factory=list)
+    # Between its tasks: with Ansible's linear strategy a task starts on every host once all have finished
+    # the one before, so a fast host waits for the slowest (and for the controller).
+    waiting: float = 0.0
     running: dict[str, float] = field(default_factory=dict, repr=False)  # task key -> when it started
+    idle_since: float | None = field(default=None, repr=False)  # its last result, until its next start
 
     def seconds(self, now: float | None = None) -> float:
         if self.started is None:
@@ -91,8 +95,8 @@ class HostProgress:
         return max(0.0, (end or self.started) - self.started)
 
     def roles(self) -> dict[str, float]:
-        """Seconds per role, in the order the roles ran: where this host's time went (tasks of one host run
-        one after another, so the parts add up to nearly all of `seconds()`)."""
+        """Seconds per role, in the order the roles ran: where this host's time went. With `waiting` (between
+        its tasks) they add up to nearly all of `seconds()`: a host runs its tasks one after another."""
         spent: dict[str, float] = {}
         for t in self.times:
             spent[t.role] = spent.get(t.role, 0.0) + t.seconds
@@ -164,8 +168,12 @@ class Progress:
             hp.started = now
         hp.last = now
         if kind == "runner_on_start":
+            if hp.idle_since is not None:
+                hp.waiting += max(0.0, now - hp.idle_since)
+                hp.idle_since = None
             return self._start(hp, data, now)
         if kind in DONE_EVENTS:
+            hp.idle_since = now
             return [self._result(hp, kind, data, now)]
         return []
 

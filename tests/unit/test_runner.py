@@ -252,3 +252,25 @@ def test_events_that_are_no_step_of_a_host_emit_nothing():
     p.handle(recorded("runner_item_on_ok", "web1", "Install packages", "base", "u1", res={}))
     p.handle(recorded("playbook_on_task_start", None, "x"))
     assert seen == []
+
+
+def test_a_host_that_waits_for_a_slower_one_says_so_and_the_parts_still_add_up():
+    """Linear strategy: task 2 starts on both hosts once the slow one has finished task 1."""
+    clock = Clock()
+    p = Progress(clock=clock)
+    for host in ("fast", "slow"):
+        p.handle(recorded("runner_on_start", host, "one", "base", "u1"))
+    clock.now += 1.0
+    p.handle(recorded("runner_on_ok", "fast", "one", "base", "u1", res={}))
+    clock.now += 4.0
+    p.handle(recorded("runner_on_ok", "slow", "one", "base", "u1", res={}))
+    for host in ("fast", "slow"):
+        p.handle(recorded("runner_on_start", host, "two", "docker", "u2"))
+    clock.now += 2.0
+    for host in ("fast", "slow"):
+        p.handle(recorded("runner_on_ok", host, "two", "docker", "u2", res={}))
+    fast, slow = p.hosts["fast"], p.hosts["slow"]
+    assert fast.roles() == {"base": 1.0, "docker": 2.0} and fast.waiting == 4.0
+    assert slow.roles() == {"base": 5.0, "docker": 2.0} and slow.waiting == 0.0
+    for hp in (fast, slow):
+        assert sum(hp.roles().values()) + hp.waiting == hp.seconds() == 7.0

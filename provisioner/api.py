@@ -79,6 +79,9 @@ class UpOptions:
     ca_certs: list[str] = field(default_factory=list)
     apt_proxy: str | None = None
     pip_index_url: str | None = None
+    acme_email: str | None = None
+    acme_server: str | None = None
+    acme_staging: bool = False
     extra_vars: list[str] = field(default_factory=list)
     deploy_keys: list[str] = field(default_factory=list)
     verify: bool = True
@@ -135,6 +138,7 @@ def up(
         ca_files=options.ca_certs,
         apt_proxy=options.apt_proxy,
         pip_index_url=options.pip_index_url,
+        acme=hostvars.acme_vars(options.acme_email, options.acme_server, options.acme_staging),
         extra=hostvars.parse_extra_vars(options.extra_vars),
     )
     hosts = resolve_hosts(

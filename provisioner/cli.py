@@ -171,13 +171,19 @@ def with_up_options(func: F) -> F:
 @click.option(
     "--tags",
     multiple=True,
-    help="Only these roles (base, security, docker, nginx, git, buildpacks, receiver); repeatable.",
+    help="Only these roles (base, security, docker, nginx, git, buildpacks, receiver, tls); repeatable.",
 )
 @click.option(
     "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust."
 )
 @click.option("--apt-proxy", help="HTTP proxy URL for apt on the hosts.")
 @click.option("--pip-index-url", help="Python package index for builds on the hosts.")
+@click.option("--acme-email", help="Contact address for Let's Encrypt (expiry notices); optional.")
+@click.option(
+    "--acme-server",
+    help="ACME directory URL for letsencrypt:enable (default: Let's Encrypt's production one).",
+)
+@click.option("--acme-staging", is_flag=True, help="Use Let's Encrypt's staging ACME server (for trials).")
 @click.option(
     "--deploy-key",
     "deploy_keys",
@@ -355,7 +361,7 @@ def sandbox_group() -> None:
 @sandbox_group.command("create")
 @click.argument("name")
 @click.option("--release", type=click.Choice(sorted(sandbox.RELEASES)), default=sandbox.DEFAULT_RELEASE)
-@click.option("--json", "as_json", is_flag=True, help="Print name, ssh, identity and http as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print name, ssh, identity, http and https as JSON.")
 def sandbox_create(name: str, release: str, as_json: bool) -> None:
     """Boot a fresh sandbox server NAME reachable over SSH on 127.0.0.1."""
     box = sandbox.create(name, release=release, say=lambda msg: err.print(msg, highlight=False))
@@ -384,9 +390,9 @@ def sandbox_list(as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([{**b.as_dict(), "status": b.status} for b in boxes]))
         return
-    table = Table("name", "status", "ssh", "http")
+    table = Table("name", "status", "ssh", "http", "https")
     for b in boxes:
-        table.add_row(b.name, b.status, b.ssh, b.http)
+        table.add_row(b.name, b.status, b.ssh, b.http, b.https)
     out.print(table)
 
 

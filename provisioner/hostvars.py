@@ -90,6 +90,28 @@ def validate_url(option: str, url: str) -> str:
     return url
 
 
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def acme_vars(email: str | None, server: str | None, staging: bool) -> dict[str, str]:
+    """--acme-email, --acme-server, --acme-staging as the tls role's variables (only what was given)."""
+    result: dict[str, str] = {}
+    if server and staging:
+        raise UsageError("give --acme-server or --acme-staging, not both")
+    if staging:
+        result["tls_acme_server"] = LETSENCRYPT_STAGING
+    elif server:
+        if not server.startswith("https://"):
+            raise UsageError(f"invalid --acme-server {server!r}: expected an https:// ACME directory URL")
+        result["tls_acme_server"] = validate_url("--acme-server", server)
+    if email:
+        if not EMAIL_RE.fullmatch(email) or len(email) > 254:
+            raise UsageError(f"invalid --acme-email {email!r}: expected an address such as ops@example.com")
+        result["tls_acme_email"] = email
+    return result
+
+
 def parse_extra_vars(pairs: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -137,10 +159,11 @@ def extra_vars(
     ca_files: Iterable[str] = (),
     apt_proxy: str | None = None,
     pip_index_url: str | None = None,
+    acme: Mapping[str, str] | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Variables given on the command line; they override the inventory, so only what was given."""
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = dict(acme or {})
     certs = ca_certificates(ca_files)
     if certs:
         result["base_ca_certificates"] = certs

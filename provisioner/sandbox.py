@@ -97,8 +97,18 @@ class Sandbox:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def https(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ssh": self.ssh, "identity": self.identity, "http": self.http}
+        return {
+            "name": self.name,
+            "ssh": self.ssh,
+            "identity": self.identity,
+            "http": self.http,
+            "https": self.https,
+        }
 
 
 def container_name(name: str) -> str:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what provisioner needs on a Debian/Ubuntu controller, idempotently:
-# Docker engine (started when none answers), debootstrap, ssh, git, a Python >= 3.11 venv in .venv.
+# Docker engine (started when none answers), debootstrap, ssh, git, pebble (the HTTPS tests' ACME server),
+# a Python >= 3.11 venv in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ command -v tar >/dev/null || need+=(tar)
 command -v curl >/dev/null || need+=(curl)
 command -v vagrant >/dev/null || need+=(vagrant)   # for the Vagrantfile and its test (docker provider)
 dpkg -s vagrant-libvirt >/dev/null 2>&1 || need+=(vagrant-libvirt)   # to validate the libvirt block
+command -v pebble >/dev/null || need+=(pebble)   # a real ACME server for the HTTPS tests
 python_ok || need+=(python3 python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing ${need[*]}"

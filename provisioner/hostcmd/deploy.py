@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import build, procfile, release
+from . import build, procfile, release, tls
 from .scheduler import LocalDocker, Scheduler
 from .store import App, Release, now
 
@@ -54,6 +54,14 @@ def publish(
         with phases("postdeploy"):
             release.postdeploy(app, rel, say, sched)
     return rel
+
+
+def reroute(app: App, say: Say) -> None:
+    """Render the app's vhost again (its domains or its certificate changed), processes untouched; an app
+    never deployed has no vhost yet and gets the change with its first release."""
+    current = app.current()
+    if current:
+        publish(app, current, say, restart=False)
 
 
 def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False) -> Release:
@@ -93,8 +101,17 @@ def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False)
         app.record_release(rel)
         app.set_current(rel)
     say(f"-----> Released v{rel.version} in {rel.seconds:.1f} s ({phases.summary()})")
-    say(f"=====> {app.settings.app_url(app.name)}")
+    say(f"=====> {url(app)}")
     return rel
+
+
+def url(app: App) -> str:
+    """The app's address: https:// once its certificate covers its default domain."""
+    address = app.settings.app_url(app.name)
+    cert = tls.installed(app)
+    if cert and app.settings.domain and tls.covered(cert.names, [f"{app.name}.{app.settings.domain}"]):
+        return address.replace("http://", "https://", 1)
+    return address
 
 
 def redeploy(app: App, say: Say, description: str) -> Release | None:

@@ -51,6 +51,15 @@ def domain(name: str) -> str:
     return name
 
 
+def covers(pattern: str, domain: str) -> bool:
+    """A certificate's DNS name covers a domain: the same name, or a wildcard for one leftmost label."""
+    pattern, domain = pattern.lower().rstrip("."), domain.lower().rstrip(".")
+    if pattern.startswith("*."):
+        label, _, rest = domain.partition(".")
+        return bool(label) and rest == pattern[2:] and "." in rest
+    return pattern == domain
+
+
 def release(text: str) -> int:
     match = RELEASE_RE.fullmatch(text or "")
     if not match:

@@ -11,34 +11,54 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import names
 
-VHOST = """\
+UPSTREAM = """\
 # Managed by provisioner for app {app}: changes are overwritten on the next deploy.
 upstream provisioner-app-{app} {{
 {servers}
     keepalive 16;
 }}
-
+"""
+SERVER = """
 server {{
-    listen 80;
+{listen}
     server_name {server_names};
     client_max_body_size 100m;
-
+{extra}
     # Lets the host program see when a reload is live in every worker (its token changes per vhost).
     location = {probe} {{
         default_type text/plain;
         return 200 "{token}";
     }}
-
+{acme}
     location / {{
 {location}
     }}
 }}
 """
 PROBE = "/.well-known/provisioner/vhost"
+# HTTP-01 challenges of Let's Encrypt (letsencrypt:enable, renewals) are answered over plain HTTP, always.
+ACME = """
+    location ^~ /.well-known/acme-challenge/ {{
+        root {root};
+        default_type text/plain;
+        try_files $uri =404;
+    }}
+"""
+# The nginx role writes this (Mozilla's intermediate TLS settings); every HTTPS server includes it.
+TLS_SNIPPET = "/etc/nginx/snippets/provisioner-tls.conf"
+TLS = """\
+    include {snippet};
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+"""
+HSTS = """\
+    add_header Strict-Transport-Security "max-age=31536000" always;
+"""
 PROXY = """\
         proxy_pass http://provisioner-app-{app};
         proxy_http_version 1.1;
@@ -52,13 +72,36 @@ PROXY = """\
 NO_WEB = """\
         default_type text/plain;
         return 503 "{app} has no running web process\\n";"""
+# Names the certificate covers answer over HTTPS; over HTTP they redirect there, keeping the method (308).
+REDIRECT = """\
+        return 308 https://$host$request_uri;"""
+
+
+@dataclass(frozen=True)
+class Tls:
+    """An app's installed certificate, as its vhost uses it."""
+
+    cert: str
+    key: str
+    names: tuple[str, ...]  # the DNS names it covers (wildcards allowed)
+    hsts: bool = False
 
 
 class NginxError(RuntimeError):
     pass
 
 
-def render(app: str, domains: Iterable[str], ports: Iterable[int]) -> str:
+def render(
+    app: str,
+    domains: Iterable[str],
+    ports: Iterable[int],
+    *,
+    acme_root: str | None = None,
+    tls: Tls | None = None,
+) -> str:
+    """The app's vhost: its domains on port 80; with a certificate, the domains it covers on 443 too, and
+    redirected there from port 80. Domains it does not cover stay plain HTTP (a custom certificate for one
+    name, or a new domain before the certificate is expanded)."""
     names.app(app)
     server_names = [names.domain(d) for d in domains]
     if not server_names:
@@ -72,15 +115,34 @@ def render(app: str, domains: Iterable[str], ports: Iterable[int]) -> str:
     else:
         servers = "    server 127.0.0.1:9 down;"
         location = NO_WEB.format(app=app)
-    token = hashlib.sha256(f"{app} {server_names} {ports}".encode()).hexdigest()[:16]
-    return VHOST.format(
-        app=app,
-        servers=servers,
-        server_names=" ".join(server_names),
-        location=location,
-        probe=PROBE,
-        token=token,
-    )
+    secure = [d for d in server_names if tls and any(names.covers(p, d) for p in tls.names)]
+    plain = [d for d in server_names if d not in secure]
+    for path in (acme_root, tls and tls.cert, tls and tls.key):
+        if path and not SAFE_PATH.fullmatch(path):
+            raise NginxError(f"refusing an unsafe path in the vhost of {app}: {path!r}")
+    token = hashlib.sha256(f"{app} {server_names} {ports} {tls} {acme_root}".encode()).hexdigest()[:16]
+    acme = ACME.format(root=acme_root) if acme_root else ""
+    common = {"probe": PROBE, "token": token, "acme": acme}
+    text = UPSTREAM.format(app=app, servers=servers)
+    if plain:
+        text += SERVER.format(
+            listen="    listen 80;", server_names=" ".join(plain), extra="", location=location, **common
+        )
+    if secure and tls:
+        text += SERVER.format(
+            listen="    listen 80;", server_names=" ".join(secure), extra="", location=REDIRECT, **common
+        )
+        text += SERVER.format(
+            listen="    listen 443 ssl;",
+            server_names=" ".join(secure),
+            extra=TLS.format(snippet=TLS_SNIPPET, cert=tls.cert, key=tls.key) + (HSTS if tls.hsts else ""),
+            location=location,
+            **common,
+        )
+    return text
+
+
+SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]+")
 
 
 def token_of(text: str) -> tuple[str, str] | None:

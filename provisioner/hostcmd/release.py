@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import docker, nginx
+from . import docker, nginx, tls
 from .procfile import HealthCheck
 from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler, memory_bytes
 from .store import App, Release
@@ -107,8 +107,14 @@ def wait_healthy(sched: Scheduler, inst: Instance, health: HealthCheck, say: Say
 
 
 def route(app: App, ports: list[int]) -> None:
-    """Point the app's domains at these web ports (nginx checks the config before it reloads)."""
-    nginx.apply(Path(app.settings.vhosts_dir), app.name, nginx.render(app.name, app.all_domains(), ports))
+    """Point the app's domains at these web ports, over HTTPS too when it has a certificate (nginx checks
+    the config before it reloads)."""
+    cert = tls.installed(app)
+    site = nginx.Tls(str(cert.cert), str(cert.key), cert.names, tls.hsts(app.config())) if cert else None
+    text = nginx.render(
+        app.name, app.all_domains(), ports, acme_root=str(app.settings.acme_challenges), tls=site
+    )
+    nginx.apply(Path(app.settings.vhosts_dir), app.name, text)
 
 
 def serving_ports(app: App, release: Release, sched: Scheduler) -> list[int]:

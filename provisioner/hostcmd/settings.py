@@ -1,6 +1,7 @@
 """Host settings written by the roles, read by the host program and by `provisioner verify` alike.
 
-/etc/provisioner/host.json (base role: the apps domain) and deploy.json (receiver role: everything else).
+/etc/provisioner/host.json (base role: the apps domain), deploy.json (receiver role) and tls.json (tls role:
+certificates and the ACME server).
 Each field's default here is the role default of the variable that sets it (the role templates name the
 variable of each key); tests/unit/test_settings_agree.py fails when the two disagree.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(os.environ.get("PROVISIONER_HOST_CONFIG_DIR", "/etc/provisioner"))
-FILES = ("host.json", "deploy.json")  # later files win
+FILES = ("host.json", "deploy.json", "tls.json")  # later files win
 PROGRAM = "/usr/local/bin/provisioner-host"  # the deploy user's forced command (receiver_program)
 
 
@@ -37,6 +38,10 @@ class Settings:
     container_port: int = 5000  # receiver_container_port
     keep_releases: int = 3  # receiver_keep_releases
     build_min_free_mb: int = 1024  # receiver_build_min_free_mb
+    tls_dir: str = "/var/lib/provisioner/tls"  # tls_dir
+    acme_server: str = "https://acme-v02.api.letsencrypt.org/directory"  # tls_acme_server
+    acme_email: str = ""  # tls_acme_email
+    acme_renew_days: int = 30  # tls_acme_renew_days
     # Written by the base role at fixed paths (not settings of their own).
     ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
     pip_conf: str = "/etc/pip.conf"
@@ -58,6 +63,16 @@ class Settings:
     @staticmethod
     def paths(directory: Path | None = None) -> list[Path]:
         return [(directory or CONFIG_DIR) / name for name in FILES]
+
+    @property
+    def acme_dir(self) -> Path:
+        """certbot's own state (account, certificates as it obtained them), the deploy user's only."""
+        return Path(self.tls_dir) / "acme"
+
+    @property
+    def acme_challenges(self) -> Path:
+        """Where certbot puts HTTP-01 challenge files and nginx serves them from (app vhosts, port 80)."""
+        return Path(self.tls_dir) / "challenges"
 
     def app_url(self, app: str) -> str:
         return f"http://{app}.{self.domain}" if self.domain else f"http://{app}"

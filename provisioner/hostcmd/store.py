@@ -158,8 +158,7 @@ class App:
         write_json(self.dir / "domains.json", sorted(set(domains)), 0o644)
 
     def all_domains(self) -> list[str]:
-        default = [f"{self.name}.{self.settings.domain}"] if self.settings.domain else []
-        return default + [d for d in self.domains() if d not in default]
+        return all_domains(self.settings, self.name, self.domains())
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def create(self, init_repo: Callable[[Path], None]) -> None:
@@ -197,6 +196,12 @@ class App:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def all_domains(settings: Settings, app: str, custom: list[str]) -> list[str]:
+    """APP.DOMAIN (when the host has a domain), then the app's domains:add names."""
+    default = [f"{app}.{settings.domain}"] if settings.domain else []
+    return default + [d for d in custom if d not in default]
 
 
 def list_apps(settings: Settings) -> list[str]:

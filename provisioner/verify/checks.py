@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from provisioner.hostcmd import tls
 from provisioner.hostcmd.keys import FORCED
 from provisioner.hostcmd.settings import CONFIG_DIR, PROGRAM, Settings
+from provisioner.hostcmd.store import all_domains
 
 UNKNOWN_HOST = "verify-unknown-host.invalid"
 FIREWALL_TABLE = "inet provisioner_firewall"
@@ -24,7 +26,7 @@ TITLES = {
     "nginx_running": "nginx running and enabled",
     "sshd_running": "sshd running and enabled",
     "nginx_config_valid": "nginx -t passes",
-    "ports_listening": "ports 22 and 80 listening",
+    "ports_listening": "ports 22, 80 and 443 listening",
     "ssh_password_auth_off": "ssh password login off",
     "firewall_active": "firewall allows only the expected ports",
     "default_server_404": "unknown Host gets 404",
@@ -36,7 +38,10 @@ TITLES = {
     "extra_ca_trusted": "extra CAs trusted",
     "disk_free": "free disk",
     "apps_serving": "deployed apps serving",
+    "certificates": "certificates valid and renewing",
 }
+RENEW_TIMER = "provisioner-certs-renew.timer"  # the tls role's
+WARN_DAYS = 14
 
 
 def settings(host: Any) -> Settings:
@@ -186,11 +191,11 @@ def test_nginx_config_valid(host: Any) -> None:
 def test_ports_listening(host: Any) -> None:
     missing = [
         str(p)
-        for p in (22, 80)
+        for p in (22, 80, 443)
         if not host.socket(f"tcp://0.0.0.0:{p}").is_listening
         and not host.socket(f"tcp://:::{p}").is_listening
     ]
-    if missing == ["80"] and not service_up(host, "nginx"):
+    if missing and set(missing) <= {"80", "443"} and not service_up(host, "nginx"):
         pytest.skip("needs nginx, which is not running")
     assert not missing, f"not listening: {', '.join(missing)}"
 
@@ -364,3 +369,49 @@ def test_apps_serving(host: Any) -> None:
         if not code.isdigit() or not 200 <= int(code) < 400:
             problems.append(f"{app}: GET http://{domain}/ gave {code}")
     assert not problems, "; ".join(problems)
+
+
+def test_certificates(host: Any, record_property: Any) -> None:
+    """Every app certificate parses, is for the app's domains and is not expired (fewer than 14 days left:
+    a warning, as is a failed renewal); the renewal timer is enabled."""
+    data = settings(host)
+    problems: list[str] = []
+    warnings: list[str] = []
+    enabled = host.run("systemctl is-enabled %s", RENEW_TIMER).stdout.strip()
+    if enabled != "enabled":
+        problems.append(f"the renewal timer {RENEW_TIMER} is {enabled or 'missing'} (run provisioner up)")
+    for app in host.run("ls %s 2>/dev/null", data.apps_dir).stdout.split():
+        base = f"{data.apps_dir}/{app}"
+        record = host.file(f"{base}/tls.json")
+        if not record.exists:
+            continue
+        meta = json.loads(record.content_string)
+        custom = host.file(f"{base}/domains.json")
+        domains = all_domains(data, app, json.loads(custom.content_string) if custom.exists else [])
+        try:
+            cert = tls.info(host.file(f"{base}/tls/{meta.get('dir', '')}/fullchain.pem").content_string)
+        except (tls.CertError, ValueError, RuntimeError, OSError) as exc:
+            problems.append(f"{app}: its certificate cannot be read: {exc}")
+            continue
+        covered = tls.covered(cert.names, domains)
+        days = cert.days_left()
+        if not covered:
+            problems.append(
+                f"{app}: the certificate is for {', '.join(cert.names)}, none of {', '.join(domains)}"
+            )
+        if days <= 0:
+            problems.append(f"{app}: the certificate expired on {cert.not_after:%Y-%m-%d}")
+        elif days < WARN_DAYS:
+            warnings.append(f"{app}: the certificate expires in {days:.0f} days")
+        renewal = host.file(f"{base}/letsencrypt.json")
+        if renewal.exists:
+            state = json.loads(renewal.content_string)
+            if state.get("enabled") and state.get("last_error"):
+                warnings.append(f"{app}: the last renewal failed: {state['last_error']}")
+            elif state.get("enabled") and len(covered) < len(domains):
+                warnings.append(
+                    f"{app}: not covered yet: {', '.join(d for d in domains if d not in covered)}"
+                )
+    assert not problems, "; ".join(problems)
+    if warnings:
+        record_property("warning", "; ".join(warnings))

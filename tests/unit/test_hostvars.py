@@ -102,3 +102,27 @@ def test_proxy_and_index_urls_are_validated(url):
 def test_credentials_in_urls_are_fine():
     url = "https://user:p%40ss@proxy.example:3128/simple"
     assert hostvars.validate_url("--pip-index-url", url) == url
+
+
+def test_acme_options_become_tls_role_variables():
+    assert hostvars.acme_vars(None, None, False) == {}
+    assert hostvars.acme_vars("ops@example.com", "https://acme.test:14000/dir", False) == {
+        "tls_acme_email": "ops@example.com",
+        "tls_acme_server": "https://acme.test:14000/dir",
+    }
+    assert hostvars.acme_vars(None, None, True) == {"tls_acme_server": hostvars.LETSENCRYPT_STAGING}
+
+
+@pytest.mark.parametrize(
+    ("email", "server", "staging", "message"),
+    [
+        ("not-an-email", None, False, "invalid --acme-email"),
+        ("a@b.c\nx", None, False, "invalid --acme-email"),
+        (None, "http://acme.test/dir", False, "expected an https://"),
+        (None, "https://acme.test/dir' x", False, "invalid --acme-server"),
+        (None, "https://acme.test/dir", True, "not both"),
+    ],
+)
+def test_bad_acme_options_are_refused(email, server, staging, message):
+    with pytest.raises(UsageError, match=message):
+        hostvars.acme_vars(email, server, staging)

@@ -23,6 +23,7 @@ FIXED = {"ca_bundle", "pip_conf", "proxy_env"}
 SETTINGS_TEMPLATES = [
     ROOT / "roles/base/templates/etc/provisioner/host.json.j2",
     ROOT / "roles/receiver/templates/etc/provisioner/deploy.json.j2",
+    ROOT / "roles/tls/templates/etc/provisioner/tls.json.j2",
 ]
 
 

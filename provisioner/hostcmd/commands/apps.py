@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import docker, nginx, repo
+from .. import acme, docker, nginx, repo
 from ..scheduler import LocalDocker
 from ..settings import Settings
 from ..store import list_apps
@@ -37,6 +37,7 @@ def apps_destroy(settings: Settings, args: list[str]) -> None:
         nginx.apply(Path(settings.vhosts_dir), app.name, None)
         for tag in docker.app_images().get(app.name, []):
             docker.remove_image(tag, force=True)
+        acme.forget(settings, app.name)
         app.destroy()
     out(f"destroyed {app.name}")
 

@@ -6,6 +6,7 @@ from .. import names, nginx
 from ..deploy import publish
 from ..settings import Settings
 from ..store import App, list_apps
+from . import letsencrypt
 from .base import Command, UserError, app_arg, err, no_extra, out, valid
 
 
@@ -42,7 +43,15 @@ def change(settings: Settings, args: list[str], add: bool) -> None:
         except nginx.NginxError:
             app.set_domains(before)
             raise
-    out(f"{'added' if add else 'removed'} {domain} {'to' if add else 'from'} {app.name}")
+        done = f"{'added' if add else 'removed'} {domain} {'to' if add else 'from'} {app.name}"
+        try:
+            letsencrypt.refresh(app, err)
+        except letsencrypt.FAILURES as exc:
+            raise UserError(
+                f"{done}, but its certificate was not renewed for its domains: {exc}; the old certificate "
+                f"keeps serving (letsencrypt:renew {app.name} to try again)"
+            ) from None
+    out(done)
 
 
 def domains_add(settings: Settings, args: list[str]) -> None:

@@ -56,3 +56,49 @@ def test_each_vhost_carries_a_token_to_see_it_live():
     assert nginx.token_of(one)[0] == "shop.example.com"
     assert nginx.token_of(one)[1] != nginx.token_of(two)[1]
     assert f"location = {nginx.PROBE}" in one
+
+
+SITE = nginx.Tls("/apps/shop/tls/ab-1/fullchain.pem", "/apps/shop/tls/ab-1/key.pem", ("shop.example.com",))
+
+
+def test_with_a_certificate_its_names_answer_over_https_and_redirect_from_http():
+    text = nginx.render(
+        "shop", ["shop.example.com"], [41001], acme_root="/var/lib/provisioner/tls/challenges", tls=SITE
+    )
+    https = text[text.index("listen 443 ssl;") :]
+    http = text[: text.index("listen 443 ssl;")]
+    assert "ssl_certificate /apps/shop/tls/ab-1/fullchain.pem;" in https
+    assert f"include {nginx.TLS_SNIPPET};" in https and "proxy_pass http://provisioner-app-shop;" in https
+    assert "return 308 https://$host$request_uri;" in http and "proxy_pass" not in http
+    # the ACME challenge path keeps answering over plain HTTP
+    assert "location ^~ /.well-known/acme-challenge/ {" in http
+    assert "root /var/lib/provisioner/tls/challenges;" in http
+    assert "Strict-Transport-Security" not in text
+
+
+def test_names_the_certificate_does_not_cover_stay_plain_http():
+    text = nginx.render("shop", ["shop.example.com", "shop.other.org"], [41001], tls=SITE)
+    plain, redirect, https = text.split("\nserver {")[1:]
+    assert "server_name shop.other.org;" in plain and "proxy_pass" in plain
+    assert "server_name shop.example.com;" in redirect and "return 308" in redirect
+    assert "server_name shop.example.com;" in https and "listen 443 ssl;" in https
+
+
+def test_hsts_only_on_https():
+    site = nginx.Tls(SITE.cert, SITE.key, SITE.names, hsts=True)
+    text = nginx.render("shop", ["shop.example.com"], [41001], tls=site)
+    assert text.count("Strict-Transport-Security") == 1
+    assert text.index("Strict-Transport-Security") > text.index("listen 443 ssl;")
+
+
+def test_a_new_certificate_changes_the_vhost_token():
+    other = nginx.Tls("/apps/shop/tls/cd-2/fullchain.pem", "/apps/shop/tls/cd-2/key.pem", SITE.names)
+    one = nginx.render("shop", ["shop.example.com"], [41001], tls=SITE)
+    two = nginx.render("shop", ["shop.example.com"], [41001], tls=other)
+    assert nginx.token_of(one)[1] != nginx.token_of(two)[1]
+
+
+@pytest.mark.parametrize("path", ["/x/a b.pem", "/x/a;.pem", "relative.pem", "/x/$host.pem"])
+def test_an_unsafe_certificate_path_is_refused(path):
+    with pytest.raises(nginx.NginxError, match="unsafe path"):
+        nginx.render("shop", ["shop.example.com"], [41001], tls=nginx.Tls(path, SITE.key, SITE.names))

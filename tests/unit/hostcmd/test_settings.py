@@ -66,10 +66,11 @@ def test_settings_are_frozen():
 
 
 def test_paths(tmp_path):
-    assert Settings.paths(tmp_path) == [tmp_path / "host.json", tmp_path / "deploy.json"]
+    assert Settings.paths(tmp_path) == [tmp_path / n for n in ("host.json", "deploy.json", "tls.json")]
     assert Settings.paths() == [
         settings_module.CONFIG_DIR / "host.json",
         settings_module.CONFIG_DIR / "deploy.json",
+        settings_module.CONFIG_DIR / "tls.json",
     ]
 
 

@@ -21,7 +21,9 @@ import pytest
 import testinfra
 
 from provisioner import sandbox
+from tests import certs
 from tests.conftest import E2E_PREFIX, run_cli
+from tests.e2e import pebble as pebble_server
 
 pytestmark = pytest.mark.e2e
 
@@ -133,30 +135,19 @@ def raw_box(boxes) -> sandbox.Sandbox:
 @pytest.fixture(scope="session")
 def test_ca(tmp_path_factory):
     """An extra CA, as a TLS-intercepting proxy would have, for --ca-cert."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provisioner e2e proxy CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
     path = tmp_path_factory.mktemp("ca") / "e2e-proxy-ca.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.write_text(certs.make_ca("provisioner e2e proxy CA").pem)
     return path
+
+
+@pytest.fixture(scope="session")
+def pebble(docker_client, tmp_path_factory) -> Iterator[pebble_server.Pebble]:
+    """A real ACME server (Debian's pebble) for the session; hosts are provisioned to use it."""
+    if not pebble_server.Pebble.available():
+        pytest.fail("pebble is not installed: run scripts/setup.sh (it installs Debian's pebble package)")
+    server = pebble_server.started(tmp_path_factory.mktemp("pebble"), docker_client)
+    yield server
+    server.stop()
 
 
 class Provisioned:
@@ -174,11 +165,13 @@ class Provisioned:
 
 
 @pytest.fixture(scope="session")
-def provisioned(boxes, test_ca) -> Provisioned:
+def provisioned(boxes, test_ca, pebble) -> Provisioned:
     root_box = boxes.create("root")
     sudo_box = boxes.create("sudo")
     add_user(sudo_box, "ops", sudo=True)
     up_args = [root_box.name, f"ops@{sudo_box.name}", "--ca-cert", str(test_ca), "--forks", "2"]
+    # Certificates come from the session's Pebble, whose API the hosts trust like any other extra CA.
+    up_args += ["--acme-server", pebble.directory_url, "--ca-cert", str(pebble.api_ca)]
     # This machine's own extra CAs (e.g. a TLS-intercepting proxy's): builds on the hosts need them
     # to reach PyPI and npm, exactly as a user behind such a proxy would pass them.
     for local_ca in sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt")):
@@ -232,6 +225,13 @@ class Deployer:
         argv = [*self.env["GIT_SSH_COMMAND"].split(), "-p", str(self.box.ssh_port), f"{self.user}@127.0.0.1"]
         argv += [shlex.join(command)] if command else []
         return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+
+def container_ip(docker_client, box: sandbox.Sandbox) -> str:
+    """The sandbox's address on Docker's bridge (what an ACME server reaches it at); it may change when
+    the sandbox restarts."""
+    container = docker_client.containers.get(sandbox.container_name(box.name))
+    return str(container.attrs["NetworkSettings"]["IPAddress"])
 
 
 def get(box, host: str, path: str = "/") -> tuple[int, str]:

@@ -16,9 +16,10 @@ def test_create_ssh_destroy(cli, docker_client, base_image):
     try:
         assert created.rc == 0, created.stderr
         info = created.json()
-        assert set(info) == {"name", "ssh", "identity", "http"}
+        assert set(info) == {"name", "ssh", "identity", "http", "https"}
         assert info["name"] == name and info["ssh"].startswith("root@127.0.0.1:")
         assert info["http"].startswith("http://127.0.0.1:")
+        assert info["https"].startswith("https://127.0.0.1:") and info["https"] != info["http"]
         ssh = cli("sandbox", "ssh", name, "cat", "/etc/debian_version")
         assert ssh.rc == 0 and ssh.stdout.strip().startswith("12"), ssh.stderr
         again = cli("sandbox", "create", name)

@@ -46,7 +46,9 @@ def test_up_says_where_the_time_went_per_host_and_role(provisioned):
     report = provisioned.first.json()
     for name, stats in report["hosts"].items():
         roles = stats["roles"]
-        assert {"base", "security", "buildpacks", "docker", "nginx", "git", "receiver"} <= set(roles), roles
+        assert {"base", "security", "buildpacks", "docker", "nginx", "git", "receiver", "tls"} <= set(
+            roles
+        ), roles
         parts = sum(roles.values()) + stats["waiting"]
         assert abs(parts - stats["seconds"]) <= 0.1 * stats["seconds"], (name, roles, stats)
         assert len(stats["slowest_tasks"]) == 3

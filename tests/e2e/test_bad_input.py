@@ -118,6 +118,7 @@ def test_sandbox_json_and_list(cli, raw_box):
         "ssh": f"root@127.0.0.1:{raw_box.ssh_port}",
         "identity": raw_box.identity,
         "http": f"http://127.0.0.1:{raw_box.http_port}",
+        "https": f"https://127.0.0.1:{raw_box.https_port}",
         "status": "running",
     }
     assert sandbox.get(raw_box.name).status == "running"

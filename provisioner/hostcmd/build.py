@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import docker, procfile, runtime, stacks
+from . import docker, procfile, runtime, stacks, tree
 from .settings import Settings
 
 URL_RE = re.compile(r"^(https?://|git://|ssh://|file:///|git@)[^\s'\"\\;|&$`<>]+$")
@@ -91,7 +91,8 @@ def build(
     app: str, version: int, source: Path, config: dict[str, str], settings: Settings, cache: Path, say: Say
 ) -> BuildResult:
     check_disk(settings)
-    if (source / "Dockerfile").is_file():
+    tree.regular(source, ".dockerignore")  # the docker CLI reads these two on the host: never through a link
+    if tree.regular(source, "Dockerfile"):
         return build_dockerfile(app, version, source, settings, say)
     return build_buildpacks(app, version, source, config, settings, cache, say)
 
@@ -117,19 +118,37 @@ def build_dockerfile(app: str, version: int, source: Path, settings: Settings, s
 # --- buildpacks -------------------------------------------------------------------------------------------
 
 
-def buildpack_urls(source: Path, config: dict[str, str]) -> list[str]:
+def buildpack_urls(source: Path, config: dict[str, str], file_dir: str = "") -> list[str]:
+    """BUILDPACK_URL, else the pushed .buildpacks file: git URLs, file:// ones only under file_dir (the
+    operator's receiver_buildpack_file_dir; none when it is empty)."""
     urls: list[str] = []
     if config.get("BUILDPACK_URL"):
         urls = [config["BUILDPACK_URL"].strip()]
-    elif (source / ".buildpacks").is_file():
-        lines = [ln.strip() for ln in (source / ".buildpacks").read_text().splitlines()]
+    else:
+        lines = [ln.strip() for ln in (tree.read(source, ".buildpacks") or "").splitlines()]
         urls = [ln for ln in lines if ln and not ln.startswith("#")]
     for url in urls:
         if not URL_RE.fullmatch(url):
             raise BuildError(
                 f"invalid buildpack URL {url!r}: expected an https://, git://, ssh:// or file:/// git URL"
             )
+        if url.startswith("file://"):
+            local_buildpack(url, file_dir)
     return urls
+
+
+def local_buildpack(url: str, file_dir: str) -> Path:
+    """The path of a file:// buildpack URL, which must lie under file_dir (links resolved): a pusher may not
+    name any path the deploy user can read, such as another app's repository or cache."""
+    if not file_dir:
+        raise BuildError(
+            f"buildpack {url}: file:// buildpacks are not allowed on this host; use an https://, git:// or "
+            "ssh:// URL (an operator can allow one directory with receiver_buildpack_file_dir)"
+        )
+    path = Path(os.path.normpath(url.removeprefix("file://").partition("#")[0])).resolve()
+    if not path.is_relative_to(Path(file_dir).resolve()):
+        raise BuildError(f"buildpack {url}: file:// buildpacks must be under {file_dir} on this host")
+    return path
 
 
 def fetch_buildpack(url: str, cache: Path, say: Say) -> Path:
@@ -151,11 +170,24 @@ def fetch_buildpack(url: str, cache: Path, say: Say) -> Path:
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["git clone failed"])[-1]
         raise BuildError(f"could not fetch buildpack {url}: {reason}")
-    for script in ("detect", "compile", "release"):
-        path = dest / "bin" / script
-        if path.exists():
-            path.chmod(0o755)
+    make_executable(dest)
     return dest
+
+
+def make_executable(pack: Path) -> None:
+    """bin/detect, compile and release executable, never through a symbolic link: a link to a file
+    outside the buildpack (another app's config) is left alone, one to a file inside it is followed."""
+    root = pack.resolve()
+    for script in ("detect", "compile", "release"):
+        path = pack / "bin" / script
+        target = path.resolve() if path.is_symlink() else path
+        if not target.is_relative_to(root) or target.is_symlink() or not target.is_file():
+            continue
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o755)
+        finally:
+            os.close(fd)
 
 
 def builtin_buildpacks(settings: Settings) -> list[Path]:
@@ -279,7 +311,7 @@ def build_buildpacks(
         raise BuildError(
             f"the build image {settings.build_image} is missing: run 'provisioner up' on this host"
         )
-    urls = buildpack_urls(source, config)
+    urls = buildpack_urls(source, config, settings.buildpack_file_dir)
     if not urls:  # custom buildpacks bring their own runtimes
         stack = choose_stack(source, settings, say)
         settings = dataclasses.replace(settings, build_image=stack.build_image, run_image=stack.run_image)

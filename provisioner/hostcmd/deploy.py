@@ -75,11 +75,14 @@ def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False)
             version = app.next_version()
             # app.json before the build: a wrong type fails the push at once, unsupported keys are named.
             app_json = procfile.read_app_json(source, app.settings.healthcheck_timeout)
+            declared = procfile.read_procfile(source)
             for warning in app_json.warnings:
                 say(f" !     {warning}")
             say(f"-----> Building {app.name} v{version} ({sha[:7]})")
             result = build.build(app.name, version, source, app.config(), app.settings, app.cache_dir, say)
-            plan = procfile.plan(source, result.defaults, app.settings.healthcheck_timeout, app_json)
+            plan = procfile.plan(
+                source, result.defaults, app.settings.healthcheck_timeout, app_json, declared
+            )
         rel = Release(
             version=version,
             image=result.image,

@@ -13,12 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import build, commands, names, nginx, procfile, release, repo
+from . import build, commands, names, nginx, procfile, release, repo, tree
 from .commands.base import UserError, err, out
 from .deploy import deploy
 from .docker import DockerError
 from .settings import Settings
-from .store import App, LockTimeout
+from .store import App, LockTimeout, StoreError
 
 LOCKED_ENV = "PROVISIONER_LOCKED_APP"  # set for git-receive-pack: its hook runs under our lock
 FILE_TRANSFER = ("scp", "sftp", "internal-sftp", "rsync")
@@ -32,6 +32,8 @@ REFUSALS = (
     DockerError,
     build.BuildError,
     procfile.ProcfileError,
+    tree.TreeError,
+    StoreError,
 )
 
 # --- git ------------------------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def report_failure(app: App, exc: Exception) -> None:
         err(" !     Last lines of its log:")
         for line in tail.splitlines()[-20:]:
             err(f" !       {line}")
-    current = app.current()
+    current = app.current(tolerant=True)
     if current:
         err(f" !     v{current.version} is still serving {app.settings.app_url(app.name)}")
 

@@ -212,28 +212,45 @@ def reload() -> None:
 
 
 def apply(directory: Path, app: str, text: str | None) -> None:
-    """Write (or remove, when text is None) an app's vhost; keep the old one if nginx refuses the new."""
+    """Write (or remove, when text is None) an app's vhost; keep the old one if nginx refuses the new. When
+    the reload fails or the new vhost does not go live, the old vhost is put back (and reloaded, and seen
+    live) before the error goes on: the caller then stops the new processes, which nginx never routes to."""
     path = directory / f"{names.app(app)}.conf"
     old = path.read_text() if path.exists() else None
     if old == text:
         return
-    tmp = path.with_name(f".{path.name}.tmp")
+    _put(path, text)
+    error = check_config()
+    if error:
+        _put(path, old)
+        raise NginxError(f"nginx refused the new configuration of {app} (kept the old one): {error}")
+    old_workers = accepting_workers()
+    try:
+        reload()
+        if not wait_live(text, old_workers):
+            raise NginxError(f"nginx did not start serving the new configuration of {app} within 10 s")
+    except NginxError as exc:
+        _put(path, old)
+        workers = accepting_workers()
+        try:
+            reload()
+            back = wait_live(old, workers)
+        except NginxError:
+            back = False
+        state = "the old one is back" if back else "the old one is back on disk, but nginx did not confirm it"
+        raise NginxError(f"{exc} ({state})") from None
+
+
+def _put(path: Path, text: str | None) -> None:
+    """The vhost file becomes text (None: no file), atomically: nginx never reads half of one."""
     if text is None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    else:
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    error = check_config()
-    if error:
-        if old is None:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        else:
-            path.write_text(old)
-        raise NginxError(f"nginx refused the new configuration of {app} (kept the old one): {error}")
-    old_workers = accepting_workers()
-    reload()
-    if not wait_live(text, old_workers):
-        raise NginxError(f"nginx did not start serving the new configuration of {app} within 10 s")
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

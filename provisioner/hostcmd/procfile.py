@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import names
+from . import names, tree
 
 LINE_RE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 
@@ -178,10 +178,10 @@ class AppJson:
 
 def read_app_json(source: Path, default_timeout: int) -> AppJson:
     app_json: dict[str, Any] = {}
-    path = source / "app.json"
-    if path.is_file():
+    text = tree.read(source, "app.json")
+    if text is not None:
         try:
-            app_json = json.loads(path.read_text(errors="replace"))
+            app_json = json.loads(text)
         except (ValueError, RecursionError) as exc:  # also too long numbers, too deep nesting
             raise ProcfileError(f"app.json is not valid JSON: {exc}") from None
         if not isinstance(app_json, dict):
@@ -205,15 +205,24 @@ class Plan:
     warnings: tuple[str, ...] = ()
 
 
+def read_procfile(source: Path) -> dict[str, str]:
+    """The Procfile's process types (empty when there is none); read before the build, so a symlinked
+    or malformed one fails the push at once."""
+    text = tree.read(source, "Procfile")
+    return parse_procfile(text) if text is not None else {}
+
+
 def plan(
-    source: Path, defaults: dict[str, str], default_timeout: int, app_json: AppJson | None = None
+    source: Path,
+    defaults: dict[str, str],
+    default_timeout: int,
+    app_json: AppJson | None = None,
+    declared: dict[str, str] | None = None,
 ) -> Plan:
-    """What a deploy of this source runs: Procfile over buildpack defaults, and app.json (read here
+    """What a deploy of this source runs: Procfile over buildpack defaults, and app.json (each read here
     unless the caller read it already)."""
     processes = dict(defaults)
-    procfile = source / "Procfile"
-    if procfile.is_file():
-        processes.update(parse_procfile(procfile.read_text(errors="replace")))
+    processes.update(read_procfile(source) if declared is None else declared)
     release_command = processes.pop("release", None)
     app = app_json or read_app_json(source, default_timeout)
     return Plan(processes, release_command, app.health, app.predeploy, app.postdeploy, app.warnings)

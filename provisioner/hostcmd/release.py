@@ -60,12 +60,22 @@ class ReleaseError(RuntimeError):
         self.tail = tail
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect answer is healthy as it is: never follow it from the host's own network."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def http_ok(port: int, path: str) -> tuple[bool, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
+        with OPENER.open(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
             return 200 <= resp.status < 400, f"HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code}"
+        return 300 <= exc.code < 400, f"HTTP {exc.code}"
     except (OSError, ValueError) as exc:
         return False, str(getattr(exc, "reason", exc))
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import tree
+
 LABEL_PREFIX = "io.provisioner."  # stack images carry io.provisioner.stack, .python and .node labels
 MAX_FILE = 256 * 1024
 LANGUAGES = {"python": "Python", "node": "Node.js"}
@@ -82,17 +84,11 @@ def padded(v: Version, size: int = 3) -> Version:
 
 
 def read(source: Path, name: str) -> str | None:
-    """A file of the pushed tree, as text; None when absent. Never follows a symlink out of the tree."""
-    path = source / name
-    if path.is_symlink():
-        raise RuntimeRefused(f"{name} is a symbolic link: it must be a regular file in the repository")
-    if not path.is_file():
-        return None
-    with path.open("rb") as fh:
-        data = fh.read(MAX_FILE + 1)
-    if len(data) > MAX_FILE:
-        raise RuntimeRefused(f"{name} is larger than {MAX_FILE // 1024} KiB")
-    return data.decode("utf-8", errors="replace")
+    """A file of the pushed tree, as text; None when absent. Never follows a symlink (tree.py)."""
+    try:
+        return tree.read(source, name, MAX_FILE)
+    except tree.TreeError as exc:
+        raise RuntimeRefused(str(exc)) from None
 
 
 # --- Python -------------------------------------------------------------------------------------------------

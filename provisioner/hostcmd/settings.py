@@ -38,6 +38,7 @@ class Settings:
     container_port: int = 5000  # receiver_container_port
     keep_releases: int = 3  # receiver_keep_releases
     build_min_free_mb: int = 1024  # receiver_build_min_free_mb
+    buildpack_file_dir: str = ""  # receiver_buildpack_file_dir
     tls_dir: str = "/var/lib/provisioner/tls"  # tls_dir
     acme_server: str = "https://acme-v02.api.letsencrypt.org/directory"  # tls_acme_server
     acme_email: str = ""  # tls_acme_email

@@ -76,25 +76,59 @@ def write_json(path: Path, data: Any, mode: int = 0o600) -> None:
 
 
 def write_atomic(path: Path, content: str, mode: int) -> None:
-    """A reader sees the old file or the new one, never half of one."""
+    """A reader sees the old file or the new one, never half of one, and after a power loss too: the file
+    is on disk before it replaces the old one, and the rename is on disk before this returns."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(content)
-        os.chmod(tmp, mode)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    sync_dir(path.parent)
+
+
+def sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StoreError(RuntimeError):
+    """A damaged state file: the message names it and a way out."""
+
+
+# What to do about a damaged file, by its name (APP is the app's name).
+WAY_OUT = {
+    "current.json": "`releases APP` still lists the history: release one again with `rollback APP vN`",
+    "releases.json": "the app keeps running; as root, restore the file from a backup, or remove it and push "
+    "again (the history starts over)",
+    "config.json": "as root, restore the file from a backup, or remove it and set the config again with "
+    "`config:set APP ...`",
+}
 
 
 def read_json(path: Path, default: Any) -> Any:
     try:
-        return json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return default
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        what = "empty" if not text.strip() else "not valid JSON"
+        hint = WAY_OUT.get(path.name, "as root, restore it from a backup or remove it").replace(
+            "APP", path.parent.name
+        )
+        raise StoreError(f"{path} is damaged ({what}): {hint}") from None
 
 
 class App:
@@ -125,8 +159,15 @@ class App:
     def releases(self) -> list[Release]:
         return [Release.from_dict(r) for r in read_json(self.dir / "releases.json", [])]
 
-    def current(self) -> Release | None:
-        data = read_json(self.dir / "current.json", None)
+    def current(self, tolerant: bool = False) -> Release | None:
+        """The release the app serves; tolerant: None when current.json is damaged (for the commands that
+        must work then: releases, and the report of a failed push)."""
+        try:
+            data = read_json(self.dir / "current.json", None)
+        except StoreError:
+            if tolerant:
+                return None
+            raise
         return Release.from_dict(data) if data else None
 
     def next_version(self) -> int:
@@ -172,9 +213,13 @@ class App:
 
     @contextlib.contextmanager
     def lock(self, timeout: float = 600, say: Callable[[str], None] | None = None) -> Iterator[None]:
-        """One deploy or config change per app at a time; others wait (with a message) or time out."""
-        self.dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        with open(self.dir / "lock", "a") as fh:
+        """One deploy or config change per app at a time; others wait (with a message) or time out. A
+        command that waited while the app was destroyed stops with a message, creating nothing."""
+        try:
+            fh = open(self.dir / "lock", "a")  # noqa: SIM115 - closed by the with below
+        except FileNotFoundError:
+            raise AppGone(f"no app named {self.name!r} (see apps:list)") from None
+        with fh:
             deadline = time.monotonic() + timeout
             told = False
             while True:
@@ -193,9 +238,15 @@ class App:
                         told = True
                     time.sleep(0.5)
             try:
+                if os.fstat(fh.fileno()).st_nlink == 0:  # apps:destroy removed it while we waited
+                    raise AppGone(f"{self.name} was destroyed while this command waited for it")
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class AppGone(StoreError):
+    """The app does not exist (any more): nothing of it is created again."""
 
 
 def all_domains(settings: Settings, app: str, custom: list[str]) -> list[str]:

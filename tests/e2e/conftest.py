@@ -172,6 +172,8 @@ def provisioned(boxes, test_ca, pebble) -> Provisioned:
     up_args = [root_box.name, f"ops@{sudo_box.name}", "--ca-cert", str(test_ca), "--forks", "2"]
     # Certificates come from the session's Pebble, whose API the hosts trust like any other extra CA.
     up_args += ["--acme-server", pebble.directory_url, "--ca-cert", str(pebble.api_ca)]
+    # Buildpacks kept on the host (file:// URLs) only from here (test_deploy's custom one lives there).
+    up_args += ["-e", "receiver_buildpack_file_dir=/srv/buildpacks"]
     # This machine's own extra CAs (e.g. a TLS-intercepting proxy's): builds on the hosts need them
     # to reach PyPI and npm, exactly as a user behind such a proxy would pass them.
     for local_ca in sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt")):

@@ -307,6 +307,39 @@ def test_keys_add_list_remove(deploy_box, provisioned, tmp_path):
     assert refused.returncode == 255 and "Permission denied" in refused.stderr
 
 
+def test_a_failed_nginx_reload_puts_the_old_vhost_back(deploy_box, dev):
+    """A real nginx whose reload fails (its pid file is gone): the push fails, and the vhost on disk is the
+    old one, so a later reload (any other deploy's) keeps routing to the release that still runs."""
+    repo = dev.repo("switchfail", "static")
+    pushed_ok(dev.push(repo, "switchfail"), "switchfail")
+    (repo / "index.html").write_text("<h1>second version</h1>\n")
+    dev.commit(repo, "v2")
+    root_exec(deploy_box, "mv /run/nginx.pid /run/nginx.pid.keep")
+    try:
+        pushed = dev.push(repo, "switchfail")
+    finally:
+        root_exec(deploy_box, "mv /run/nginx.pid.keep /run/nginx.pid")
+    assert pushed.returncode != 0 and "nginx reload failed" in pushed.stderr, pushed.stderr
+    assert "v1 is still serving" in pushed.stderr
+    root_exec(deploy_box, "nginx -s reload && sleep 1")
+    status, body = get(deploy_box, app_host("switchfail"))
+    assert status == 200 and "static sample site" in body, (status, body)
+
+
+def test_a_damaged_current_json_is_named_and_rollback_repairs_it(deploy_box, dev):
+    root_exec(deploy_box, "truncate -s 0 /var/lib/provisioner/apps/switchfail/current.json")
+    scaled = dev.ssh("ps:scale", "switchfail", "web=1")
+    assert scaled.returncode == 1 and "Traceback" not in scaled.stderr, scaled.stderr
+    assert scaled.stderr.startswith("error: /var/lib/provisioner/apps/switchfail/current.json is damaged")
+    assert "rollback switchfail vN" in scaled.stderr
+    listed = dev.ssh("releases", "switchfail")
+    assert listed.returncode == 0 and "v1" in listed.stdout, listed.stderr
+    rolled = dev.ssh("rollback", "switchfail", "v1")
+    assert rolled.returncode == 0, rolled.stderr
+    assert dev.ssh("ps:scale", "switchfail", "web=1").returncode == 0
+    assert get(deploy_box, app_host("switchfail"))[0] == 200
+
+
 def test_apps_answer_again_after_a_host_restart(deploy_box, dev, docker_client):
     apps = dev.ssh("apps:list").stdout.split()
     serving = [a for a in apps if get(deploy_box, app_host(a))[0] == 200]

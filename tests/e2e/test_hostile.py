@@ -77,6 +77,31 @@ SSH_CASES = [
     ("hook-over-ssh", ["hook", "pre-receive"]),
     ("path-as-command", ["../../bin/sh"]),
     ("cleanup-option", ["cleanup", "--keep", "-1"]),
+    ("cleanup-unicode-digit", ["cleanup", "--keep", "\u00b2"]),
+    ("scale-unicode-digit", ["ps:scale", "hostile", "web=\u00b2"]),
+    ("scale-arabic-digit", ["ps:scale", "hostile", "web=\u0661"]),
+]
+
+EVIL_BUILDPACK = "/srv/buildpacks/evil.git"  # its bin/ scripts link to a 0600 file of the hostile app
+LINK = "->"  # a PUSH_CASES file whose content starts with this is a symlink to the rest
+# (case id, files written over the static sample, words the refusal names)
+PUSH_CASES = [
+    ("procfile-symlink", {"Procfile": "->/etc/passwd"}, "Procfile is a symbolic link"),
+    ("app-json-symlink", {"app.json": "->/etc/passwd"}, "app.json is a symbolic link"),
+    ("buildpacks-symlink", {".buildpacks": "->/etc/passwd"}, ".buildpacks is a symbolic link"),
+    ("dockerfile-symlink", {"Dockerfile": "->/etc/passwd"}, "Dockerfile is a symbolic link"),
+    ("dockerignore-symlink", {"Dockerfile": "FROM scratch\n", ".dockerignore": "->/etc/passwd"}, "symbolic"),
+    ("procfile-in-symlinked-dir", {"Procfile": "web: ./x\n", "conf": "->/etc"}, ""),
+    (
+        "buildpack-file-url-outside",
+        {".buildpacks": "file:///var/lib/provisioner/apps/hostile/repo.git\n"},
+        "must be under /srv/buildpacks",
+    ),
+    ("buildpack-symlinked-bin", {".buildpacks": f"file://{EVIL_BUILDPACK}\n"}, "failed to compile"),
+    ("app-json-attempts-text", {"app.json": '{"healthchecks": {"web": [{"attempts": "x"}]}}'}, "attempts"),
+    ("app-json-timeout-text", {"app.json": '{"healthchecks": {"web": [{"timeout": "abc"}]}}'}, "timeout"),
+    ("app-json-healthchecks-list", {"app.json": '{"healthchecks": []}'}, "healthchecks"),
+    ("app-json-huge-timeout", {"app.json": '{"healthchecks": {"web": [{"timeout": 100000}]}}'}, "timeout"),
 ]
 
 
@@ -337,6 +362,42 @@ def test_escape_through_git_paths_fails(before, deploy_box, dev, tmp_path, path)
     push = dev.git(repo, "push", url, "main", check=False)
     escape(f"git push {path}", push.returncode != 0)
     assert push.returncode != 0 and "invalid app name" in push.stderr, push.stderr
+
+
+@pytest.fixture(scope="module")
+def evil_buildpack(deploy_box):
+    """A buildpack in the operator's allowed directory whose bin/ scripts are links to the hostile app's
+    releases.json (0600): fetching it must not make that file readable."""
+    target = "/var/lib/provisioner/apps/hostile/releases.json"
+    root_exec(
+        deploy_box,
+        f"set -e; rm -rf /tmp/evil {EVIL_BUILDPACK}; mkdir -p /tmp/evil/bin /srv/buildpacks; cd /tmp/evil; "
+        f"for s in detect compile release; do ln -s {target} bin/$s; done; "
+        "git init -q -b main . && git add -A && git -c user.name=t -c user.email=t@e commit -qm evil && "
+        f"git clone -q --bare /tmp/evil {EVIL_BUILDPACK} && chmod -R a+rX /srv/buildpacks",
+    )
+
+
+@pytest.mark.parametrize(("case", "files", "words"), PUSH_CASES, ids=[c for c, _, _ in PUSH_CASES])
+def test_hostile_pushed_content_is_refused(before, evil_buildpack, dev, case, files, words):
+    repo = dev.repo(f"push-{case}", "static")
+    for name, content in files.items():
+        path = repo / name
+        if content.startswith(LINK):
+            path.symlink_to(content.removeprefix(LINK))
+        else:
+            path.write_text(content)
+    if case == "procfile-in-symlinked-dir":
+        (repo / "Procfile").unlink()
+        (repo / "Procfile").symlink_to("conf/passwd")  # a link inside the tree, to a link out of it
+    dev.commit(repo, case)
+    pushed = dev.push(repo, "hostile")
+    output = pushed.stdout + pushed.stderr
+    escape(f"push {case}", pushed.returncode != 0)
+    assert pushed.returncode != 0, f"{case} was deployed: {output[-800:]}"
+    assert "Traceback" not in output and "root:x:0:0" not in output, output[-800:]
+    failed = [ln for ln in output.splitlines() if "Deploy of hostile failed:" in ln]
+    assert len(failed) == 1 and words in failed[0], output[-800:]
 
 
 def test_hostile_input_created_nothing(before, deploy_box):

@@ -20,7 +20,7 @@ def releases(settings: Settings, args: list[str]) -> None:
     as_json = args[1:2] == ["--json"]
     app = app_arg(settings, args, "releases APP [--json]")
     no_extra(args[2 if as_json else 1 :], "releases APP [--json]")
-    current = app.current()
+    current = app.current(tolerant=True)
     history = list(reversed(app.releases()))
     if as_json:
         records = [

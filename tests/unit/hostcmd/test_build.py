@@ -1,6 +1,7 @@
 """Builds: source export from git, buildpack URLs, the docker command lines, and the build orchestration
 against a fake docker module (no engine)."""
 
+import dataclasses
 import itertools
 import os
 import stat
@@ -250,10 +251,41 @@ def test_no_buildpack_urls_means_the_builtin_buildpacks(tmp_path):
         "ssh://git@git.internal:2222/buildpacks/python.git",
         "git@github.com:example/buildpack.git",
         "file:///srv/buildpacks/python",
+        "file:///srv/buildpacks/python.git#v2",
     ],
 )
 def test_accepted_buildpack_urls(tmp_path, url):
-    assert build.buildpack_urls(tmp_path, {"BUILDPACK_URL": url}) == [url]
+    assert build.buildpack_urls(tmp_path, {"BUILDPACK_URL": url}, "/srv/buildpacks") == [url]
+
+
+@pytest.mark.parametrize(
+    ("url", "file_dir", "reason"),
+    [
+        ("file:///srv/buildpacks/python", "", "not allowed on this host"),
+        (
+            "file:///var/lib/provisioner/apps/other/repo.git",
+            "/srv/buildpacks",
+            "must be under /srv/buildpacks",
+        ),
+        ("file:///srv/buildpacks/../../var/lib/provisioner/apps/x", "/srv/buildpacks", "must be under"),
+        ("file:///srv/buildpacks-evil/x", "/srv/buildpacks", "must be under"),
+    ],
+)
+@pytest.mark.parametrize("where", ["config", "file"])
+def test_file_buildpacks_only_under_the_operators_directory(tmp_path, url, file_dir, reason, where):
+    config = {"BUILDPACK_URL": url} if where == "config" else {}
+    if where == "file":
+        (tmp_path / ".buildpacks").write_text(url + "\n")
+    with pytest.raises(build.BuildError, match=reason):
+        build.buildpack_urls(tmp_path, config, file_dir)
+
+
+def test_a_file_buildpack_through_a_link_out_of_the_directory_is_refused(tmp_path):
+    allowed = tmp_path / "buildpacks"
+    allowed.mkdir()
+    (allowed / "sneaky").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(build.BuildError, match="must be under"):
+        build.buildpack_urls(tmp_path, {"BUILDPACK_URL": f"file://{allowed}/sneaky"}, str(allowed))
 
 
 @pytest.mark.parametrize(
@@ -785,6 +817,7 @@ def test_a_buildpack_url_is_cloned_and_compiled_without_detection(fake_docker, s
     url = f"file://{repo}#v1"
     fake_docker.answers = {("release", "*"): (0, ["default_process_types:", "  web: ./serve"])}
     said = []
+    settings = dataclasses.replace(settings, buildpack_file_dir=str(tmp_path))
     result = build.build_buildpacks("shop", 1, source, {"BUILDPACK_URL": url}, settings, cache, said.append)
     clone = mounts(fake_docker.argvs[0])["/buildpack"]
     assert fake_docker.runs == [("compile", clone.name), ("release", clone.name)]
@@ -798,6 +831,7 @@ def test_a_buildpack_url_is_cloned_and_compiled_without_detection(fake_docker, s
 def test_a_buildpack_url_that_cannot_be_cloned_is_a_build_error(fake_docker, stack, tmp_path):
     settings, source, cache = stack
     url = f"file://{tmp_path}/no-such-repo"
+    settings = dataclasses.replace(settings, buildpack_file_dir=str(tmp_path))
     with pytest.raises(build.BuildError, match=f"^could not fetch buildpack {url}: "):
         build.build_buildpacks("shop", 1, source, {"BUILDPACK_URL": url}, settings, cache, print)
     assert fake_docker.runs == []
@@ -845,3 +879,19 @@ def test_custom_buildpacks_bring_their_own_runtime(fake_docker, stack):
             "shop", 1, source, {"BUILDPACK_URL": "https://example.com/bp.git"}, settings, cache, print
         )
     assert ("compile", "custom") in fake_docker.runs
+
+
+def test_buildpack_scripts_are_made_executable_but_never_through_a_link(tmp_path):
+    secret = tmp_path / "other-app-config.json"
+    secret.write_text("{}")
+    secret.chmod(0o600)
+    pack = tmp_path / "pack"
+    (pack / "bin").mkdir(parents=True)
+    (pack / "lib").mkdir()
+    (pack / "lib" / "compile.sh").write_text("#!/bin/sh\n")
+    (pack / "bin" / "compile").symlink_to(pack / "lib" / "compile.sh")  # inside the buildpack: followed
+    (pack / "bin" / "detect").symlink_to(secret)  # outside: left alone
+    (pack / "bin" / "release").write_text("#!/bin/sh\n")
+    build.make_executable(pack)
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert os.access(pack / "lib" / "compile.sh", os.X_OK) and os.access(pack / "bin" / "release", os.X_OK)

@@ -102,3 +102,38 @@ def test_a_new_certificate_changes_the_vhost_token():
 def test_an_unsafe_certificate_path_is_refused(path):
     with pytest.raises(nginx.NginxError, match="unsafe path"):
         nginx.render("shop", ["shop.example.com"], [41001], tls=nginx.Tls(path, SITE.key, SITE.names))
+
+
+@pytest.mark.parametrize("failure", ["reload", "not live"])
+def test_a_failed_switch_puts_the_old_vhost_back_and_reloads_it(tmp_path, monkeypatch, failure):
+    (tmp_path / "shop.conf").write_text("old")
+    monkeypatch.setattr(nginx, "check_config", lambda: None)
+    monkeypatch.setattr(nginx, "accepting_workers", lambda: set())
+    reloads = []
+    live = []
+
+    def reload():
+        reloads.append((tmp_path / "shop.conf").read_text())
+        if failure == "reload" and len(reloads) == 1:
+            raise nginx.NginxError("nginx reload failed: open() /run/nginx.pid failed")
+
+    def wait_live(text, workers):
+        live.append(text)
+        return failure != "not live" or text == "old"
+
+    monkeypatch.setattr(nginx, "reload", reload)
+    monkeypatch.setattr(nginx, "wait_live", wait_live)
+    with pytest.raises(nginx.NginxError, match=r"\(the old one is back\)"):
+        nginx.apply(tmp_path, "shop", "new")
+    assert (tmp_path / "shop.conf").read_text() == "old"
+    assert reloads == ["new", "old"] and live[-1] == "old"
+
+
+def test_a_failed_first_switch_removes_the_new_vhost(tmp_path, monkeypatch):
+    monkeypatch.setattr(nginx, "check_config", lambda: None)
+    monkeypatch.setattr(nginx, "accepting_workers", lambda: set())
+    monkeypatch.setattr(nginx, "wait_live", lambda text, workers: text is None)
+    monkeypatch.setattr(nginx, "reload", lambda: None)
+    with pytest.raises(nginx.NginxError, match="did not start serving"):
+        nginx.apply(tmp_path, "shop", "new")
+    assert not (tmp_path / "shop.conf").exists() and not list(tmp_path.iterdir())

@@ -378,3 +378,32 @@ def test_a_push_says_and_records_its_phases_which_add_up_to_its_time(app, monkey
     assert app.current() == rel and app.release(1) == rel  # recorded with the figures
     again = deploy.redeploy(app, said.append, "config:set A")  # repeats v1: no figures of a push
     assert again is not None and (again.seconds, again.phases) == (0.0, {})
+
+
+def test_the_health_check_takes_a_redirect_as_healthy_and_never_follows_it():
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            if self.path == "/":
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/followed")
+            else:
+                self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert release.http_ok(server.server_port, "/") == (True, "HTTP 302")
+        assert hits == ["/"]
+    finally:
+        server.shutdown()

@@ -77,6 +77,7 @@ def test_scale_domains_and_listing(settings):
 
 def test_lock_serializes_and_times_out(settings):
     app = App(settings, "shop")
+    app.dir.mkdir(parents=True)
     said = []
     with app.lock(), pytest.raises(LockTimeout), App(settings, "shop").lock(timeout=0.6, say=said.append):
         pass
@@ -95,3 +96,63 @@ def test_lock_serializes_and_times_out(settings):
         order.append("second")
     thread.join()
     assert order == ["first", "second"]
+
+
+@pytest.mark.parametrize("content", ["", '{"version": 3,', "\x00\x00"])
+def test_a_damaged_state_file_names_itself_and_a_way_out(settings, content):
+    from provisioner.hostcmd.store import StoreError
+
+    app = App(settings, "shop")
+    app.dir.mkdir(parents=True)
+    (app.dir / "current.json").write_text(content)
+    with pytest.raises(StoreError) as info:
+        app.current()
+    message = str(info.value)
+    assert str(app.dir / "current.json") in message and "is damaged" in message
+    assert "rollback shop vN" in message and "\n" not in message
+    assert app.current(tolerant=True) is None
+    (app.dir / "config.json").write_text("{")
+    with pytest.raises(StoreError, match=r"config\.json is damaged \(not valid JSON\): .*config:set shop"):
+        app.config()
+
+
+def test_state_files_reach_the_disk_before_they_replace_the_old(settings, monkeypatch):
+    import provisioner.hostcmd.store as store
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(store.os, "fsync", fsync)
+    app = App(settings, "shop")
+    app.set_config({"A": "1"})
+    assert synced == [False, True]  # the file, then its directory
+    assert app.config() == {"A": "1"}
+
+
+def test_a_command_that_waited_while_the_app_was_destroyed_creates_nothing(settings):
+    from provisioner.hostcmd.store import AppGone
+
+    app = App(settings, "shop")
+    app.dir.mkdir(parents=True)
+    app.set_config({"A": "1"})
+
+    def destroy():
+        with app.lock():
+            time.sleep(0.6)
+            app.destroy()
+
+    thread = threading.Thread(target=destroy)
+    thread.start()
+    time.sleep(0.1)
+    waiter = App(settings, "shop")
+    with pytest.raises(AppGone, match="shop was destroyed while this command waited"), waiter.lock():
+        waiter.set_config({"B": "2"})  # config:set after the wait: must not run
+    thread.join()
+    assert not app.dir.exists()
+    with pytest.raises(AppGone, match="no app named 'shop'"), waiter.lock():
+        pass
+    assert not app.dir.exists()

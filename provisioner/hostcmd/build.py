@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,16 +99,19 @@ def build(
 
 
 def build_args(settings: Settings) -> list[str]:
+    """The proxy settings as build args, by name only: docker takes the values from its environment
+    (docker.stream's env), so credentials in a proxy URL never appear on a command line."""
     args: list[str] = []
-    for key, value in settings.proxy_vars().items():
-        args += ["--build-arg", f"{key}={value}"]
+    for key in settings.proxy_vars():
+        args += ["--build-arg", key]
     return args
 
 
 def build_dockerfile(app: str, version: int, source: Path, settings: Settings, say: Say) -> BuildResult:
     say("-----> Dockerfile app detected")
     image = docker.app_image(app, version)
-    rc, tail = docker.stream(["build", "--pull=false", "-t", image, *build_args(settings), str(source)], say)
+    argv = ["build", "--pull=false", "-t", image, *build_args(settings), str(source)]
+    rc, tail = docker.stream(argv, say, env=settings.proxy_vars())
     if rc != 0:
         raise failure("docker build failed", rc, tail)
     exposed = sorted(docker.image_config(image).get("ExposedPorts") or {})
@@ -207,14 +211,28 @@ def container_env(settings: Settings) -> list[str]:
         "npm_config_cafile": CA_MOUNT,
         "HOME": "/tmp",
         "STACK": f"provisioner-{settings.run_image.rpartition(':')[2]}",
-        **settings.proxy_vars(),
     }
     if Path(settings.pip_conf).is_file():
         env["PIP_CONFIG_FILE"] = "/etc/pip.conf"
     args: list[str] = []
     for key, value in env.items():
         args += ["-e", f"{key}={value}"]
+    for key in settings.proxy_vars():  # by name: the value comes from docker.stream's env
+        args += ["-e", key]
     return args
+
+
+def limits(settings: Settings) -> list[str]:
+    """What a build container may do: no new privileges, no capabilities (it runs as the deploy user),
+    and bounded processes, memory and CPUs."""
+    cpus = min(float(settings.build_cpus), float(os.cpu_count() or 1))
+    return [
+        "--security-opt", "no-new-privileges",
+        "--cap-drop", "ALL",
+        "--pids-limit", str(settings.pids_limit * 4),
+        "--memory", settings.build_memory,
+        "--cpus", f"{cpus:g}",
+    ]  # fmt: skip
 
 
 def run_buildpack(
@@ -253,6 +271,7 @@ def run_buildpack(
         "io.provisioner.build=1",
         "--workdir",
         "/app",
+        *limits(settings),
         *mounts,
         *container_env(settings),
         "--entrypoint",
@@ -260,7 +279,19 @@ def run_buildpack(
         settings.build_image,
         *args,
     ]
-    return docker.stream(cmd, say)
+    # A build that runs too long is killed (docker kill): its step then fails as killed, with the reason.
+    timer = threading.Timer(settings.build_timeout, _kill, args=(name, settings.build_timeout, say))
+    timer.daemon = True
+    timer.start()
+    try:
+        return docker.stream(cmd, say, env=settings.proxy_vars())
+    finally:
+        timer.cancel()
+
+
+def _kill(name: str, seconds: int, say: Say) -> None:
+    say(f" !     the build ran longer than {seconds} s (receiver_build_timeout): stopping it")
+    subprocess.run(["docker", "kill", name], capture_output=True, check=False)
 
 
 PYTHON_FILES = (

@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 SOCKET = os.environ.get("PROVISIONER_DOCKER_SOCKET", "/var/run/docker.sock")
@@ -100,11 +100,20 @@ def logs_tail(name: str, lines: int = 20) -> str:
     return ((proc.stdout or "") + (proc.stderr or "")).strip()
 
 
-def stream(args: list[str], say: Callable[[str], None]) -> tuple[int, list[str]]:
-    """Run a docker command, passing each output line to say; returns its exit code and last 20 lines."""
+def stream(
+    args: list[str], say: Callable[[str], None], env: Mapping[str, str] | None = None
+) -> tuple[int, list[str]]:
+    """Run a docker command, passing each output line to say; returns its exit code and last 20 lines.
+    env: variables for the docker CLI itself, e.g. values that `-e NAME` and `--build-arg NAME` take from
+    it, so that they never appear on a command line."""
     tail: list[str] = []
     proc = subprocess.Popen(
-        ["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        ["docker", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env={**os.environ, **env} if env else None,
     )
     assert proc.stdout is not None
     for line in proc.stdout:

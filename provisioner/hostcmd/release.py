@@ -172,6 +172,7 @@ def process_spec(app: App, release: Release, process: str, index: int, command: 
         env=process_env(release.config, process, index, memory_limit),
         port=release.port if process == "web" else None,
         memory=memory,
+        pids=app.settings.pids_limit,
     )
 
 

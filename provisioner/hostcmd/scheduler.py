@@ -28,6 +28,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     port: int | None = None  # the container port of a web process
     memory: str = "512m"
+    pids: int = 512
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Scheduler(Protocol):
     def run_once(self, spec: ProcessSpec, timeout: float = 600) -> tuple[int, str]: ...
     def log_tail(self, instance: Instance, lines: int = 20) -> str: ...
     def logs(self, instance: Instance, lines: int, follow: bool) -> Iterator[str]: ...
+
+
+APP_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "NET_BIND_SERVICE", "KILL")
 
 
 def memory_bytes(text: str) -> int:
@@ -88,6 +92,12 @@ class LocalDocker:
             "Memory": memory_bytes(spec.memory),
             "RestartPolicy": {"Name": "unless-stopped"} if restart else {"Name": "no"},
             "Init": True,
+            # No privilege gained through setuid binaries, only the capabilities a web process can need
+            # (an image that starts as root and drops to its user), and a bound on processes.
+            "SecurityOpt": ["no-new-privileges"],
+            "CapDrop": ["ALL"],
+            "CapAdd": list(APP_CAPABILITIES),
+            "PidsLimit": spec.pids,
         }
         body: dict[str, object] = {"Image": spec.image, "Labels": self._labels(spec), "HostConfig": host}
         if spec.port:

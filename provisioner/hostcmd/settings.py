@@ -33,6 +33,10 @@ class Settings:
     stacks_file: str = "/etc/provisioner/stacks.json"  # buildpacks_catalog
     deploy_branch: str = "main"  # receiver_deploy_branch
     memory_limit: str = "512m"  # receiver_memory_limit
+    pids_limit: int = 512  # receiver_pids_limit
+    build_memory: str = "2g"  # receiver_build_memory
+    build_cpus: float = 2.0  # receiver_build_cpus
+    build_timeout: int = 1800  # receiver_build_timeout
     healthcheck_timeout: int = 60  # receiver_healthcheck_timeout
     retire_grace: float = 3.0  # receiver_retire_grace
     container_port: int = 5000  # receiver_container_port

@@ -378,13 +378,9 @@ BASE_ENV = [
 ]
 
 
-def test_build_args_pass_the_proxy_settings(host_files, bare_settings):
-    assert build.build_args(host_files) == [
-        "--build-arg",
-        "http_proxy=http://proxy.internal:3128",
-        "--build-arg",
-        "NO_PROXY=localhost,.internal",
-    ]
+def test_build_args_pass_the_proxy_settings_by_name_only(host_files, bare_settings):
+    """The values reach docker through its environment: never on a command line (ps shows those)."""
+    assert build.build_args(host_files) == ["--build-arg", "http_proxy", "--build-arg", "NO_PROXY"]
     assert build.build_args(bare_settings) == []
 
 
@@ -392,11 +388,11 @@ def test_container_env_with_proxy_and_pip_conf(host_files):
     assert build.container_env(host_files) == [
         *BASE_ENV,
         "-e",
-        "http_proxy=http://proxy.internal:3128",
-        "-e",
-        "NO_PROXY=localhost,.internal",
-        "-e",
         "PIP_CONFIG_FILE=/etc/pip.conf",
+        "-e",
+        "http_proxy",
+        "-e",
+        "NO_PROXY",
     ]
 
 
@@ -404,9 +400,22 @@ def test_container_env_without_host_files(bare_settings):
     assert build.container_env(bare_settings) == BASE_ENV
 
 
+LIMITS = [
+    "--security-opt", "no-new-privileges", "--cap-drop", "ALL", "--pids-limit", "2048",
+    "--memory", "2g", "--cpus", f"{min(2, os.cpu_count() or 1):g}",
+]  # fmt: skip
+
+
 def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
     streamed = []
-    monkeypatch.setattr(build.docker, "stream", lambda args, say: streamed.append(args) or (0, ["ok"]))
+    envs = []
+
+    def stream(args, say, env=None):
+        streamed.append(args)
+        envs.append(env)
+        return 0, ["ok"]
+
+    monkeypatch.setattr(build.docker, "stream", stream)
     src, cache, env, pack = (tmp_path / n for n in ("src", "cache", "env", "python"))
     result = build.run_buildpack("compile", pack, src, cache, env, host_files, "shop.build.v3", print)
     assert result == (0, ["ok"])
@@ -423,6 +432,7 @@ def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
         "io.provisioner.build=1",
         "--workdir",
         "/app",
+        *LIMITS,
         "-v",
         f"{src}:/app",
         "-v",
@@ -437,11 +447,11 @@ def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
         f"{host_files.pip_conf}:/etc/pip.conf:ro",
         *BASE_ENV,
         "-e",
-        "http_proxy=http://proxy.internal:3128",
-        "-e",
-        "NO_PROXY=localhost,.internal",
-        "-e",
         "PIP_CONFIG_FILE=/etc/pip.conf",
+        "-e",
+        "http_proxy",
+        "-e",
+        "NO_PROXY",
         "--entrypoint",
         "/buildpack/bin/compile",
         "provisioner/stack-build:test",
@@ -449,18 +459,20 @@ def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
         "/cache",
         "/env",
     ]
+    assert envs == [{"http_proxy": "http://proxy.internal:3128", "NO_PROXY": "localhost,.internal"}]
 
 
 @pytest.mark.parametrize(("script", "args"), [("detect", "/app"), ("release", "/app")])
 def test_run_buildpack_command_line_without_host_files(bare_settings, monkeypatch, script, args):
     streamed = []
-    monkeypatch.setattr(build.docker, "stream", lambda argv, say: streamed.append(argv) or (1, []))
+    monkeypatch.setattr(build.docker, "stream", lambda argv, say, env=None: streamed.append(argv) or (1, []))
     build.run_buildpack(
         script, Path("/bp/nodejs"), Path("/s"), Path("/c"), Path("/e"), bare_settings, "shop.build.v1", print
     )
     assert " ".join(streamed[0]) == (
         f"run --rm --name shop.build.v1 --user {os.getuid()}:{os.getgid()} "
         "--label io.provisioner.build=1 --workdir /app "
+        f"{' '.join(LIMITS)} "
         "-v /s:/app -v /c:/cache -v /e:/env:ro -v /bp/nodejs:/buildpack:ro "
         f"-e SSL_CERT_FILE={CA} -e PIP_CERT={CA} -e REQUESTS_CA_BUNDLE={CA} -e NODE_EXTRA_CA_CERTS={CA} "
         f"-e npm_config_cafile={CA} -e HOME=/tmp -e STACK=provisioner-bookworm "
@@ -484,7 +496,7 @@ def dockerfile_build(monkeypatch):
     """Fakes docker.stream and docker.image_config; returns a record of the calls and canned answers."""
     calls = {"streamed": [], "configs": [], "rc": 0, "lines": ["Step 1/2 : FROM python", "done"], "cfg": {}}
 
-    def stream(args, say):
+    def stream(args, say, env=None):
         calls["streamed"].append(args)
         for line in calls["lines"]:
             say(line)
@@ -524,9 +536,9 @@ def test_build_dockerfile_uses_a_single_exposed_tcp_port(
             "-t",
             "provisioner-app/shop:v4",
             "--build-arg",
-            "http_proxy=http://proxy.internal:3128",
+            "http_proxy",
             "--build-arg",
-            "NO_PROXY=localhost,.internal",
+            "NO_PROXY",
             str(tmp_path),
         ]
     ]
@@ -592,7 +604,7 @@ class FakeBuildDocker:
     def image_config(self, ref):
         return {"Labels": self.labels}
 
-    def stream(self, argv, say):
+    def stream(self, argv, say, env=None):
         self.argvs.append(list(argv))
         if argv[0] == "build":
             self.context = Path(argv[-1])
@@ -895,3 +907,23 @@ def test_buildpack_scripts_are_made_executable_but_never_through_a_link(tmp_path
     build.make_executable(pack)
     assert oct(secret.stat().st_mode & 0o777) == "0o600"
     assert os.access(pack / "lib" / "compile.sh", os.X_OK) and os.access(pack / "bin" / "release", os.X_OK)
+
+
+def test_a_build_step_that_runs_too_long_is_killed(bare_settings, monkeypatch):
+    import time as time_module
+
+    killed = []
+    monkeypatch.setattr(build.subprocess, "run", lambda argv, **kw: killed.append(argv))
+
+    def slow_stream(argv, say, env=None):
+        time_module.sleep(0.5)
+        return 137, ["Killed"]
+
+    monkeypatch.setattr(build.docker, "stream", slow_stream)
+    settings = dataclasses.replace(bare_settings, build_timeout=0.1)
+    said = []
+    rc, _ = build.run_buildpack(
+        "compile", Path("/bp/x"), Path("/s"), Path("/c"), Path("/e"), settings, "shop.build.v9", said.append
+    )
+    assert rc == 137 and killed == [["docker", "kill", "shop.build.v9"]]
+    assert said == [" !     the build ran longer than 0.1 s (receiver_build_timeout): stopping it"]

@@ -467,7 +467,7 @@ identity_option = click.option(
 @identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON on stdout.")
 def keys_list(target: str, identity: str | None, as_json: bool) -> None:
-    """List the deploy keys of TARGET: name, type, fingerprint."""
+    """List the deploy keys of TARGET: name, type, fingerprint, the apps it may use."""
     from . import keys as deploy_keys
 
     found = deploy_keys.list_keys(one_host(target, identity))
@@ -475,10 +475,11 @@ def keys_list(target: str, identity: str | None, as_json: bool) -> None:
         out.print_json(json.dumps([k.__dict__ for k in found]))
         return
     table = Table(box=None, pad_edge=False)
-    for col in ("name", "type", "fingerprint"):
+    for col in ("name", "type", "fingerprint", "apps"):
         table.add_column(col)
     for key in found:
-        table.add_row(escape(key.name), key.type, key.fingerprint)
+        scope = "all (as root)" if key.apps is None else ", ".join(key.apps) or "none"
+        table.add_row(escape(key.name), key.type, key.fingerprint, escape(scope))
     out.print(table)
 
 
@@ -486,12 +487,14 @@ def keys_list(target: str, identity: str | None, as_json: bool) -> None:
 @click.argument("target")
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False), help="Public key file.")
 @click.option("--name", required=True, help="A name for the key, e.g. alice-laptop.")
+@click.option("--apps", help="Only these apps (comma-separated): push and manage them, nothing else.")
 @identity_option
-def keys_add(target: str, key_file: str, name: str, identity: str | None) -> None:
-    """Allow the public key in FILE to deploy to TARGET, under NAME."""
+def keys_add(target: str, key_file: str, name: str, apps: str | None, identity: str | None) -> None:
+    """Allow the public key in FILE to deploy to TARGET, under NAME (every app unless --apps)."""
     from . import keys as deploy_keys
 
-    out.print(escape(deploy_keys.add_key(one_host(target, identity), name, key_file)), highlight=False)
+    added = deploy_keys.add_key(one_host(target, identity), name, key_file, apps)
+    out.print(escape(added), highlight=False)
 
 
 @keys.command(name="remove")

@@ -26,6 +26,7 @@ class DeployKey:
     name: str
     type: str
     fingerprint: str
+    apps: list[str] | None = None  # None: every app
 
 
 def key_name(name: str, *, new: bool) -> str:
@@ -64,12 +65,19 @@ def _run(host: Host, args: list[str], stdin: str = "") -> str:
 
 def list_keys(host: Host) -> list[DeployKey]:
     data: list[dict[str, Any]] = json.loads(_run(host, ["list", "--json"]) or "[]")
-    return [DeployKey(d["name"], d["type"], d["fingerprint"]) for d in data]
+    return [DeployKey(d["name"], d["type"], d["fingerprint"], d.get("apps")) for d in data]
 
 
-def add_key(host: Host, name: str, key_file: str) -> str:
+def add_key(host: Host, name: str, key_file: str, apps: str | None = None) -> str:
+    """Install a deploy key; apps ("a,b"): it may push and manage only those apps."""
     key = public_key(key_file)  # validated here first: a clear error before any connection
-    return _run(host, ["add", key_name(name, new=True)], stdin=key + "\n").strip()
+    argv = ["add", key_name(name, new=True)]
+    if apps is not None:
+        try:
+            argv += ["--apps", ",".join(host_keys.app_list(apps.split(",")))]
+        except host_keys.KeyError_ as exc:
+            raise UsageError(f"--apps: {exc}") from None
+    return _run(host, argv, stdin=key + "\n").strip()
 
 
 def remove_key(host: Host, name: str) -> str:

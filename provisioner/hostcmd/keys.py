@@ -1,9 +1,11 @@
 """The deploy user's SSH keys, root side: one file per named key, rendered into authorized_keys.
 
-/etc/provisioner/deploy-keys/NAME.pub holds one public key. authorized_keys (owned by root, so the deploy
-user cannot change it) is always rendered from that directory, every line with `restrict` and the forced
-command. Keys named `up-N` are the ones `provisioner up` passes (`set-managed`); `provisioner keys`
-adds and removes the others. Run as root by the receiver role and by `provisioner keys` (through sudo).
+/etc/provisioner/deploy-keys/NAME.pub holds one public key; NAME.apps, when present, the apps that key may
+push and manage (one per line; Dokku's ACL). authorized_keys (owned by root, so the deploy user cannot
+change it) is always rendered from that directory, every line with `restrict` and the forced command. The
+host program learns which key logged in from sshd (ExposeAuthInfo) and enforces its apps (`Caller`).
+Keys named `up-N` are the ones `provisioner up` passes (`set-managed`); `provisioner keys` adds and removes
+the others. Run as root by the receiver role and by `provisioner keys` (through sudo).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import names
 from .store import write_atomic
 
 KEY_TYPES = (
@@ -44,6 +47,7 @@ class Key:
     name: str
     type: str
     blob: str
+    apps: tuple[str, ...] | None = None  # None: every app (an admin key)
 
     @property
     def fingerprint(self) -> str:
@@ -89,6 +93,31 @@ def parse_key(text: str, name: str) -> Key:
     return Key(name, ktype, blob)
 
 
+def app_list(apps: list[str]) -> tuple[str, ...]:
+    try:
+        scope = tuple(sorted({names.app(a.strip()) for a in apps if a.strip()}))
+    except names.NameError_ as exc:
+        raise KeyError_(str(exc)) from None
+    if not scope:
+        raise KeyError_("--apps needs at least one app name")
+    return scope
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who runs a command: the deploy key's name, and the apps it may use (None: every app)."""
+
+    key: str | None = None
+    apps: frozenset[str] | None = None
+
+    def allows(self, app: str) -> bool:
+        return self.apps is None or app in self.apps
+
+    def refusal(self, what: str) -> str:
+        shown = ", ".join(sorted(self.apps or ())) or "none"
+        return f"key {self.key!r} may only push and manage the apps {shown}: {what} is not one of them"
+
+
 class KeyStore:
     def __init__(self, directory: Path, authorized_keys: Path, program: str) -> None:
         self.dir = directory
@@ -102,10 +131,22 @@ class KeyStore:
         for path in sorted(self.dir.glob("*.pub")):
             name = path.name.removesuffix(".pub")
             try:
-                found.append(parse_key(path.read_text(), key_name(name, managed=True)))
+                key = parse_key(path.read_text(), key_name(name, managed=True))
             except (KeyError_, OSError, UnicodeDecodeError):
                 continue  # a damaged or foreign file never becomes a login
+            found.append(Key(key.name, key.type, key.blob, self.scope(name)))
         return found
+
+    def scope(self, name: str) -> tuple[str, ...] | None:
+        """The apps of a key with a NAME.apps file; a damaged one allows no app (never every app)."""
+        path = self.dir / f"{name}.apps"
+        if not path.exists():
+            return None
+        try:
+            listed = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+            return tuple(sorted({names.app(a) for a in listed}))
+        except (OSError, UnicodeDecodeError, names.NameError_):
+            return ()
 
     def render(self, dry_run: bool = False) -> bool:
         """Write authorized_keys from the key files; True when it changed."""
@@ -131,17 +172,23 @@ class KeyStore:
             write_atomic(self.authorized_keys, content, 0o644)
         return True
 
-    def add(self, name: str, text: str) -> Key:
+    def add(self, name: str, text: str, apps: list[str] | None = None) -> Key:
         key = parse_key(text, key_name(name))
+        scope = app_list(apps) if apps is not None else None
         for other in self.entries():
             if other.name == name:
                 raise KeyError_(f"a key named {name!r} exists already (remove it first)")
             if other.blob == key.blob:
                 raise KeyError_(f"this key is installed already, as {other.name!r}")
         self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        scope_file = self.dir / f"{name}.apps"
+        if scope is not None:  # before the key: it never logs in without its limits
+            write_atomic(scope_file, "".join(f"{a}\n" for a in scope), 0o644)
+        elif scope_file.exists():
+            scope_file.unlink()
         write_atomic(self.dir / f"{name}.pub", f"{key.type} {key.blob} {name}\n", 0o644)
         self.render()
-        return key
+        return Key(key.name, key.type, key.blob, scope)
 
     def remove(self, name: str) -> Key:
         key_name(name, managed=True)
@@ -150,7 +197,26 @@ class KeyStore:
             raise KeyError_(f"no key named {name!r} (see keys list)")
         (self.dir / f"{name}.pub").unlink()
         self.render()
+        (self.dir / f"{name}.apps").unlink(missing_ok=True)
         return key
+
+    def caller(self, auth_info: str | None) -> Caller:
+        """Which key logged in, from sshd's ExposeAuthInfo file ("publickey TYPE BASE64" lines), and the
+        apps it may use. Without any key limited to apps, every key may do everything."""
+        keys = self.entries()
+        if all(k.apps is None for k in keys):
+            return Caller()
+        if auth_info is None:
+            raise KeyError_("this host's sshd does not say which key logged in: run `provisioner up` for it")
+        used = {
+            ln.split()[2]
+            for ln in auth_info.splitlines()
+            if ln.startswith("publickey ") and len(ln.split()) > 2
+        }
+        for key in keys:
+            if key.blob in used:
+                return Caller(key.name, frozenset(key.apps) if key.apps is not None else None)
+        raise KeyError_("the key that logged in is not a deploy key of this host")
 
     def set_managed(self, texts: list[str], dry_run: bool = False) -> bool:
         """The keys of `provisioner up` become up-1, up-2, ...; stale up-* files go."""
@@ -179,7 +245,7 @@ class KeyStore:
 
 USAGE = """\
 usage: provisioner-keys list [--json]
-       provisioner-keys add NAME          (the public key on stdin)
+       provisioner-keys add NAME [--apps A,B]   (the public key on stdin)
        provisioner-keys remove NAME
        provisioner-keys set-managed [--dry-run]   (the keys of provisioner up on stdin, one per line)
        provisioner-keys render [--dry-run]"""
@@ -201,13 +267,23 @@ def run(argv: list[str], store: KeyStore) -> int:
     if verb == "list" and args in ([], ["--json"]):
         keys = store.entries()
         if args:
-            print(json.dumps([{"name": k.name, "type": k.type, "fingerprint": k.fingerprint} for k in keys]))
+            print(
+                json.dumps(
+                    [
+                        {"name": k.name, "type": k.type, "fingerprint": k.fingerprint, "apps": k.apps}
+                        for k in keys
+                    ]
+                )
+            )
         for key in keys if not args else []:
-            print(f"{key.name}  {key.type}  {key.fingerprint}")
+            scope = "all apps" if key.apps is None else "apps: " + (", ".join(key.apps) or "none")
+            print(f"{key.name}  {key.type}  {key.fingerprint}  {scope}")
         return 0
-    if verb == "add" and len(args) == 1:
-        key = store.add(args[0], sys.stdin.read(16384))
-        print(f"added {key.name} ({key.fingerprint})")
+    if verb == "add" and len(args) in (1, 3) and (len(args) == 1 or args[1] == "--apps"):
+        apps = args[2].split(",") if len(args) == 3 else None
+        key = store.add(args[0], sys.stdin.read(16384), apps)
+        scope = "" if key.apps is None else f", apps {', '.join(key.apps)}"
+        print(f"added {key.name} ({key.fingerprint}{scope})")
         return 0
     if verb == "remove" and len(args) == 1:
         key = store.remove(args[0])

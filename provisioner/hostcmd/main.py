@@ -13,11 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import build, commands, names, nginx, procfile, release, repo, tree
+from . import build, commands, keys, names, nginx, procfile, release, repo, tree
+from .commands import base
 from .commands.base import UserError, err, out
 from .deploy import deploy
 from .docker import DockerError
-from .settings import Settings
+from .settings import PROGRAM, Settings
 from .store import App, LockTimeout, StoreError
 
 LOCKED_ENV = "PROVISIONER_LOCKED_APP"  # set for git-receive-pack: its hook runs under our lock
@@ -52,6 +53,8 @@ def git_command(settings: Settings, verb: str, args: list[str]) -> int:
     if len(args) != 1:
         raise UserError(f"usage: {verb} APP")
     app = App(settings, repo_name(args[0]))
+    if not base.CALLER.allows(app.name):
+        raise UserError(base.CALLER.refusal(app.name))
     if verb == "git-upload-pack":
         if not app.exists():
             raise UserError(f"no app named {app.name!r}")
@@ -111,7 +114,34 @@ def report_failure(app: App, exc: Exception) -> None:
 # --- dispatch ---------------------------------------------------------------------------------------------
 
 
+def identify(settings: Settings) -> keys.Caller:
+    """The deploy key of this SSH login and its apps (sshd's ExposeAuthInfo file names the key)."""
+    auth_file = os.environ.get("SSH_USER_AUTH")
+    try:
+        text = Path(auth_file).read_text() if auth_file else None
+    except OSError:
+        text = None
+    store = keys.KeyStore(Path(settings.keys_dir), Path(os.devnull), PROGRAM)
+    try:
+        return store.caller(text)
+    except keys.KeyError_ as exc:
+        raise UserError(str(exc)) from None
+
+
+def allowed(command: commands.Command, args: list[str]) -> None:
+    """A key limited to some apps runs only commands on them (and the lists, which show only them)."""
+    caller = base.CALLER
+    if caller.apps is None or command.scope == "list":
+        return
+    if command.scope == "host" or not args or args[0].startswith("-"):
+        raise UserError(f"key {caller.key!r} may only push and manage its apps: {command.name} is not for it")
+    if not caller.allows(args[0]):
+        raise UserError(caller.refusal(args[0]))
+
+
 def dispatch(argv: list[str], settings: Settings, over_ssh: bool = False) -> int:
+    if over_ssh:
+        base.set_caller(identify(settings))
     if not argv or argv[0] in ("help", "--help", "-h"):
         out(commands.help_text(settings))
         return 0
@@ -128,6 +158,7 @@ def dispatch(argv: list[str], settings: Settings, over_ssh: bool = False) -> int
         err(f"unknown command {verb!r}: this account only deploys apps and runs the commands below\n")
         err(commands.help_text(settings))
         return 1
+    allowed(command, args)
     command.handler(settings, args)
     return 0
 

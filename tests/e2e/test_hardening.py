@@ -307,6 +307,34 @@ def test_keys_add_list_remove(deploy_box, provisioned, tmp_path):
     assert refused.returncode == 255 and "Permission denied" in refused.stderr
 
 
+def test_a_key_limited_to_apps_pushes_and_manages_only_those(deploy_box, dev, tmp_path):
+    key = tmp_path / "bob"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    added = run_cli(
+        "keys", "add", deploy_box.name, "--key", f"{key}.pub", "--name", "bob", "--apps", "bobapp"
+    )
+    assert added.rc == 0 and "apps bobapp" in added.stdout, added.stderr
+    listed = {k["name"]: k["apps"] for k in run_cli("keys", "list", deploy_box.name, "--json").json()}
+    assert listed["bob"] == ["bobapp"] and listed["up-1"] is None
+    bob = Deployer(deploy_box, tmp_path)
+    bob.env["GIT_SSH_COMMAND"] = bob.env["GIT_SSH_COMMAND"].replace(deploy_box.identity, str(key))
+    try:
+        repo = bob.repo("bobapp", "static")
+        pushed_ok(bob.push(repo, "bobapp"), "bobapp")
+        assert bob.ssh("config", "bobapp").returncode == 0
+        assert bob.ssh("apps:list").stdout.split() == ["bobapp"]
+        others = [a for a in dev.ssh("apps:list").stdout.split() if a != "bobapp"]
+        assert others, "the admin key sees the other apps"
+        for words in (["config", others[0]], ["apps:destroy", others[0], "--force"], ["cleanup"]):
+            refused = bob.ssh(*words)
+            assert refused.returncode == 1 and "key 'bob' may only push and manage" in refused.stderr, words
+        pushed = bob.push(repo, others[0])
+        assert pushed.returncode != 0 and "key 'bob' may only push and manage" in pushed.stderr
+        assert dev.ssh("config", others[0]).returncode == 0  # untouched, for the admin key
+    finally:
+        run_cli("keys", "remove", deploy_box.name, "bob")
+
+
 def test_a_failed_nginx_reload_puts_the_old_vhost_back(deploy_box, dev):
     """A real nginx whose reload fails (its pid file is gone): the push fails, and the vhost on disk is the
     old one, so a later reload (any other deploy's) keeps routing to the release that still runs."""

@@ -8,13 +8,15 @@ from .. import acme, docker, nginx, repo
 from ..scheduler import LocalDocker
 from ..settings import Settings
 from ..store import list_apps
+from . import base
 from .base import Command, UserError, app_arg, no_extra, out
 
 
 def apps_list(settings: Settings, args: list[str]) -> None:
     no_extra(args, "apps:list")
     for name in list_apps(settings):
-        out(name)
+        if base.CALLER.allows(name):
+            out(name)
 
 
 def apps_create(settings: Settings, args: list[str]) -> None:
@@ -43,7 +45,7 @@ def apps_destroy(settings: Settings, args: list[str]) -> None:
 
 
 COMMANDS = [
-    Command("apps:list", "", "list apps", apps_list, aliases=("apps",)),
+    Command("apps:list", "", "list apps", apps_list, aliases=("apps",), scope="list"),
     Command("apps:create", "APP", "create an app (a first push does this too)", apps_create),
     Command(
         "apps:destroy",

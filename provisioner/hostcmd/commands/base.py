@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .. import names
+from ..keys import Caller
 from ..settings import Settings
 from ..store import App
 
@@ -27,10 +28,21 @@ class Command:
     summary: str
     handler: Callable[[Settings, list[str]], None]
     aliases: tuple[str, ...] = ()
+    # Who may run it: "app" (its first argument is an app, which the key must be allowed), "list" (any
+    # key; it shows only the key's apps), "host" (keys allowed every app only).
+    scope: str = "app"
 
     @property
     def usage(self) -> str:
         return f"{self.name} {self.args}".strip()
+
+
+CALLER = Caller()  # the key running this command (set once by main.dispatch)
+
+
+def set_caller(caller: Caller) -> None:
+    global CALLER  # one caller per process, set before any command runs
+    CALLER = caller
 
 
 def out(text: str) -> None:

@@ -13,6 +13,7 @@ from .. import acme, names, nginx, tls
 from ..deploy import reroute
 from ..settings import Settings
 from ..store import App, list_apps, now, read_json, write_json
+from . import base
 from .base import Command, UserError, app_arg, err, flags, no_extra, out
 
 FAILURES = (acme.AcmeError, tls.CertError, nginx.NginxError)
@@ -95,7 +96,7 @@ def list_command(settings: Settings, args: list[str]) -> None:
     rows = [("APP", "DOMAINS", "EXPIRES", "DAYS LEFT", "STATUS")]
     for name in list_apps(settings):
         app = App(settings, name)
-        if not enabled(app):
+        if not enabled(app) or not base.CALLER.allows(name):
             continue
         cert = tls.installed(app)
         error = state(app).get("last_error", "")

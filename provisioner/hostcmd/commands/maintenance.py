@@ -31,5 +31,6 @@ COMMANDS = [
         "[--keep N]",
         "remove old images and build caches; keeps the last N (default {keep_releases})",
         cleanup_command,
+        scope="host",
     )
 ]

@@ -108,3 +108,61 @@ def test_main_reports_one_error_line(store, capsys, monkeypatch):
     assert keys.main(["add", "alice"], store) == 1
     assert capsys.readouterr().err.startswith("error: not an OpenSSH public key")
     assert keys.main(["frobnicate"], store) == 2
+
+
+def auth_info(text: str) -> str:
+    """What sshd's ExposeAuthInfo file says for a login with this public key."""
+    ktype, blob = text.split()[:2]
+    return f"publickey {ktype} {blob}\n"
+
+
+def test_a_key_limited_to_apps_is_known_by_the_key_it_logged_in_with(store):
+    admin, alice = new_key(), new_key()
+    store.add("admin", admin)
+    added = store.add("alice", alice, ["shop", "blog", "shop"])
+    assert added.apps == ("blog", "shop")
+    assert (store.dir / "alice.apps").read_text() == "blog\nshop\n"
+    assert {k.name: k.apps for k in store.entries()} == {"admin": None, "alice": ("blog", "shop")}
+    caller = store.caller(auth_info(alice))
+    assert caller == keys.Caller("alice", frozenset({"blog", "shop"}))
+    assert caller.allows("shop") and not caller.allows("billing")
+    assert store.caller(auth_info(admin)) == keys.Caller("admin", None)
+    with pytest.raises(keys.KeyError_, match="does not say which key"):
+        store.caller(None)
+    with pytest.raises(keys.KeyError_, match="not a deploy key"):
+        store.caller(auth_info(new_key()))
+    store.remove("alice")
+    assert not (store.dir / "alice.apps").exists()
+    assert store.caller(None) == keys.Caller()  # no limited key left: every key may do everything
+
+
+def test_a_damaged_apps_file_allows_no_app(store):
+    alice = new_key()
+    store.add("alice", alice, ["shop"])
+    (store.dir / "alice.apps").write_text("../etc\n")
+    assert store.caller(auth_info(alice)).apps == frozenset()
+
+
+@pytest.mark.parametrize("apps", [[], [""], ["Shop"], ["../etc"]])
+def test_bad_app_lists_are_refused_before_any_file(store, apps):
+    with pytest.raises(keys.KeyError_):
+        store.add("alice", new_key(), apps)
+    assert not list(store.dir.glob("alice.*")) if store.dir.exists() else True
+
+
+def test_a_limited_key_runs_only_commands_on_its_apps(monkeypatch):
+    from provisioner.hostcmd import commands, main
+    from provisioner.hostcmd.commands import base
+
+    monkeypatch.setattr(base, "CALLER", keys.Caller("alice", frozenset({"shop"})))
+    main.allowed(commands.find("config:set"), ["shop", "A=1"])
+    main.allowed(commands.find("apps:list"), [])
+    for verb, args in [
+        ("config", ["billing"]),
+        ("apps:destroy", ["billing", "--force"]),
+        ("cleanup", []),
+        ("letsencrypt:renew", []),
+        ("logs", ["-t"]),
+    ]:
+        with pytest.raises(base.UserError, match="alice"):
+            main.allowed(commands.find(verb), args)

@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import docker, nginx, tls
+from . import docker, nginx, resources, tls
 from .procfile import HealthCheck
 from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler, memory_bytes
 from .store import App, Release
@@ -151,17 +151,17 @@ def process_env(config: dict[str, str], process: str, index: int, memory: int) -
     return env
 
 
-def memory_of(app: App, release: Release) -> tuple[str, int]:
-    """The memory limit of the release's containers, as written and in bytes."""
-    memory = release.config.get("MEMORY_LIMIT") or app.settings.memory_limit
+def limits_of(app: App, release: Release) -> resources.Limits:
+    """The limits of the release's containers (resources.py: the app's choice within the host's maxima)."""
     try:
-        return memory, memory_bytes(memory)
-    except ValueError as exc:
-        raise ReleaseError(f"{exc} (config var MEMORY_LIMIT)") from None
+        return resources.limits(app, release.config)
+    except resources.ResourceError as exc:
+        raise ReleaseError(str(exc)) from None
 
 
 def process_spec(app: App, release: Release, process: str, index: int, command: str | None) -> ProcessSpec:
-    memory, memory_limit = memory_of(app, release)
+    limits = limits_of(app, release)
+    memory, memory_limit = limits.memory, memory_bytes(limits.memory)
     return ProcessSpec(
         app=app.name,
         process=process,
@@ -172,7 +172,8 @@ def process_spec(app: App, release: Release, process: str, index: int, command: 
         env=process_env(release.config, process, index, memory_limit),
         port=release.port if process == "web" else None,
         memory=memory,
-        pids=app.settings.pids_limit,
+        cpus=limits.cpus,
+        pids=limits.pids,
     )
 
 
@@ -219,7 +220,7 @@ def activate(
     phase = phases or Phases()
     settings = app.settings
     processes = release.processes
-    memory_of(app, release)  # a bad MEMORY_LIMIT is one clear error before anything runs
+    limits_of(app, release)  # a bad MEMORY_LIMIT is one clear error before anything runs
     scale = app.scale()
     if scale.get("web", 0) > 0 and "web" not in processes:
         raise ReleaseError("no 'web' process: add a Procfile with 'web: <command>' (or scale web=0)")

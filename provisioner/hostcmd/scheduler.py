@@ -28,6 +28,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     port: int | None = None  # the container port of a web process
     memory: str = "512m"
+    cpus: float = 0.0  # 0: no CPU limit
     pids: int = 512
 
 
@@ -57,7 +58,7 @@ APP_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "NET_
 
 
 def memory_bytes(text: str) -> int:
-    match = re.fullmatch(r"(\d+)([kmg]?)b?", text.strip().lower())
+    match = re.fullmatch(r"([0-9]{1,12})([kmg]?)b?", text.strip().lower())
     if not match:
         raise ValueError(f"invalid memory limit {text!r}: expected e.g. 512m or 1g")
     return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2)]
@@ -99,6 +100,8 @@ class LocalDocker:
             "CapAdd": list(APP_CAPABILITIES),
             "PidsLimit": spec.pids,
         }
+        if spec.cpus > 0:
+            host["NanoCpus"] = int(spec.cpus * 1e9)
         body: dict[str, object] = {"Image": spec.image, "Labels": self._labels(spec), "HostConfig": host}
         if spec.port:
             env["PORT"] = str(spec.port)

@@ -33,7 +33,10 @@ class Settings:
     stacks_file: str = "/etc/provisioner/stacks.json"  # buildpacks_catalog
     deploy_branch: str = "main"  # receiver_deploy_branch
     memory_limit: str = "512m"  # receiver_memory_limit
+    memory_max: str = "2g"  # receiver_memory_max
+    cpus_max: float = 0.0  # receiver_cpus_max
     pids_limit: int = 512  # receiver_pids_limit
+    pids_max: int = 4096  # receiver_pids_max
     build_memory: str = "2g"  # receiver_build_memory
     build_cpus: float = 2.0  # receiver_build_cpus
     build_timeout: int = 1800  # receiver_build_timeout

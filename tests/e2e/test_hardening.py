@@ -368,6 +368,30 @@ def test_a_damaged_current_json_is_named_and_rollback_repairs_it(deploy_box, dev
     assert get(deploy_box, app_host("switchfail"))[0] == 200
 
 
+def test_resources_stay_within_the_hosts_maxima_and_containers_are_confined(deploy_box, dev):
+    for words, reason in (
+        (["config:set", "switchfail", "MEMORY_LIMIT=0"], "below the minimum"),
+        (["resources:set", "switchfail", "memory=100g"], "above this host's maximum of 2g"),
+        (["resources:set", "switchfail", "pids=\u00b2"], "pids must be a number"),
+        (["resources:set", "switchfail", "cpus=999"], "above this host's maximum"),
+    ):
+        refused = dev.ssh(*words)
+        assert refused.returncode == 1 and reason in refused.stderr, (words, refused.stderr)
+        assert "Traceback" not in refused.stderr
+    changed = dev.ssh("resources:set", "switchfail", "memory=256m", "cpus=0.5", "pids=128")
+    assert changed.returncode == 0, changed.stderr
+    shown = dev.ssh("resources", "switchfail").stdout
+    assert "memory: 256m" in shown and "cpus:   0.5" in shown and "pids:   128" in shown, shown
+    inspected = root_exec(
+        deploy_box,
+        "docker inspect -f '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} "
+        "{{.HostConfig.SecurityOpt}} {{.HostConfig.CapDrop}}' $(docker ps -q --filter "
+        "label=io.provisioner.app=switchfail --filter label=io.provisioner.process=web)",
+    )
+    assert inspected.split("\n")[0] == "268435456 500000000 128 [no-new-privileges] [ALL]", inspected
+    assert get(deploy_box, app_host("switchfail"))[0] == 200
+
+
 def test_apps_answer_again_after_a_host_restart(deploy_box, dev, docker_client):
     apps = dev.ssh("apps:list").stdout.split()
     serving = [a for a in apps if get(deploy_box, app_host(a))[0] == 200]

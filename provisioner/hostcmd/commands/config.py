@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .. import names
+from .. import names, resources
 from ..deploy import redeploy
-from ..scheduler import memory_bytes
 from ..settings import Settings
 from ..store import App
 from .base import Command, UserError, app_arg, err, flags, no_extra, out, valid
@@ -24,12 +23,17 @@ def parse_pairs(args: list[str]) -> dict[str, str]:
         if "\0" in value or len(value.encode()) > MAX_VALUE_BYTES:
             raise UserError(f"the value of {key} is too long or holds a NUL byte (at most 64 KiB of text)")
         pairs[key] = value
-    if "MEMORY_LIMIT" in pairs:  # refused before it is stored: a bad value would fail every later deploy
-        try:
-            memory_bytes(pairs["MEMORY_LIMIT"])
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
     return pairs
+
+
+def check_memory_limit(pairs: dict[str, str], settings: Settings) -> None:
+    """MEMORY_LIMIT is refused before it is stored when it is not a size within the host's bounds: a bad
+    value would fail every later deploy, and none may lift the limit."""
+    if pairs.get("MEMORY_LIMIT"):
+        try:
+            resources.check_memory(pairs["MEMORY_LIMIT"], settings)
+        except resources.ResourceError as exc:
+            raise UserError(f"{exc} (config var MEMORY_LIMIT)") from None
 
 
 def config_show(settings: Settings, args: list[str]) -> None:
@@ -64,6 +68,7 @@ def words_and_restart(settings: Settings, args: list[str], usage: str) -> tuple[
 def config_set(settings: Settings, args: list[str]) -> None:
     app, words, restart = words_and_restart(settings, args, "config:set APP KEY=VALUE ... [--no-restart]")
     pairs = parse_pairs(words)
+    check_memory_limit(pairs, settings)
     edit(app, "set", sorted(pairs), restart, lambda config: config.update(pairs))
 
 

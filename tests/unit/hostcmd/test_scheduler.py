@@ -152,6 +152,12 @@ def test_a_worker_has_no_port_and_no_port_env(fake):
     assert body["Labels"]["io.provisioner.process"] == "worker"
 
 
+def test_cpu_and_process_limits_reach_the_container(fake):
+    LocalDocker().start(web_spec(cpus=0.5, pids=128))
+    host = fake.api_calls()[0][2]["HostConfig"]
+    assert host["NanoCpus"] == 500_000_000 and host["PidsLimit"] == 128
+
+
 def test_the_web_port_overrides_a_port_config_var(fake):
     LocalDocker().start(web_spec(env={"PORT": "9999"}))
     assert fake.api_calls()[0][2]["Env"] == ["PORT=5000"]

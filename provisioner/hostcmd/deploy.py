@@ -44,16 +44,74 @@ def publish(
     sched = sched or LocalDocker()
     phases = phases or release.Phases()
     if restart:
-        release.activate(app, rel, say, sched, predeploy=deploy_tasks, phases=phases)
+        app.set_pending(rel)  # first: a crash after the switch leaves a record of what went live
+        try:
+            release.activate(app, rel, say, sched, predeploy=deploy_tasks, phases=phases)
+        except BaseException:
+            app.clear_pending()  # activate stopped what it started; the old release serves
+            raise
     else:
         with phases("switch"):
             release.route(app, release.serving_ports(app, rel, sched))
     app.record_release(rel)
     app.set_current(rel)
+    app.clear_pending()
     if restart and deploy_tasks and rel.postdeploy:
         with phases("postdeploy"):
             release.postdeploy(app, rel, say, sched)
     return rel
+
+
+def reconcile(app: App, say: Say, sched: Scheduler | None = None) -> None:
+    """Settle a publish that a crash (power loss, kill) cut between its start and its record: if nginx
+    routes to the pending release's processes, it went live, so it becomes current and the older processes
+    go; else its processes go and the current release stays. The caller holds the app's lock."""
+    pending = app.pending()
+    if pending is None:
+        return
+    sched = sched or LocalDocker()
+    instances = sched.instances(app.name)
+    new_ports = {i.host_port for i in instances if i.version == pending.version and i.process == "web"}
+    if new_ports:  # web processes: live when nginx routes to them
+        went_live = bool(new_ports & set(release.routed_ports(app)))
+    else:  # workers only: live once they were started
+        went_live = any(i.version == pending.version for i in instances)
+    if went_live:
+        app.record_release(pending)
+        app.set_current(pending)
+        for inst in instances:
+            if inst.version != pending.version:
+                sched.stop(inst, grace=10)
+        say(f"-----> v{pending.version} of {app.name} went live before an interruption: now recorded")
+    else:
+        for inst in instances:
+            if inst.version == pending.version:
+                sched.stop(inst, grace=2)
+        say(f"-----> v{pending.version} of {app.name} did not go live before an interruption: removed")
+    app.clear_pending()
+
+
+def heal(app: App, say: Say, sched: Scheduler | None = None, wait: float = 15) -> bool:
+    """At boot: when fewer web processes of the current release run than its scale asks (one could not
+    start, e.g. its fixed host port was taken by another program), start the release again on new ports,
+    health-checked and routed, with zero downtime for the ones that run. True when it did."""
+    current = app.current(tolerant=True)
+    wanted = app.scale().get("web", 0)
+    if current is None or not wanted or "web" not in current.processes:
+        return False
+    sched = sched or LocalDocker()
+    deadline = time.monotonic() + wait
+    while True:  # Docker may still be starting them
+        web = [i for i in sched.instances(app.name) if i.version == current.version and i.process == "web"]
+        running = [i for i in web if sched.alive(i)]
+        if len(running) >= wanted:
+            return False
+        if time.monotonic() > deadline or all(i.state in ("exited", "dead", "created") for i in web):
+            break
+        time.sleep(1)
+    say(f"-----> {app.name}: {len(running)} of {wanted} web processes run; starting v{current.version} again")
+    publish(app, current, say, sched=sched)
+    return True
 
 
 def reroute(app: App, say: Say) -> None:

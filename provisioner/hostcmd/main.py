@@ -16,7 +16,7 @@ from pathlib import Path
 from . import build, commands, keys, names, nginx, procfile, release, repo, tree
 from .commands import base
 from .commands.base import UserError, err, out
-from .deploy import deploy
+from .deploy import deploy, reconcile
 from .docker import DockerError
 from .settings import PROGRAM, Settings
 from .store import App, LockTimeout, StoreError
@@ -66,6 +66,7 @@ def git_command(settings: Settings, verb: str, args: list[str]) -> int:
     # advertises refs), then sees the new ref, so it is refused as non-fast-forward or deploys on top of it,
     # never a mix of both.
     with app.lock(say=err):
+        reconcile(app, err)
         env = {**os.environ, LOCKED_ENV: app.name}
         return subprocess.run([verb, str(app.repo)], env=env, check=False).returncode
 
@@ -159,8 +160,21 @@ def dispatch(argv: list[str], settings: Settings, over_ssh: bool = False) -> int
         err(commands.help_text(settings))
         return 1
     allowed(command, args)
+    if command.scope == "app" and args and names.APP_RE.fullmatch(args[0]):
+        settle(App(settings, args[0]))
     command.handler(settings, args)
     return 0
+
+
+def settle(app: App) -> None:
+    """Before a command on an app: a publish a crash cut short is settled first (when no deploy runs)."""
+    if not app.exists() or app.pending() is None:
+        return
+    try:
+        with app.lock(timeout=0):
+            reconcile(app, err)
+    except LockTimeout:
+        pass  # a deploy is running: its pending release is work in progress
 
 
 def main(argv: list[str] | None = None) -> int:

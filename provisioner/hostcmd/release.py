@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -125,6 +126,16 @@ def route(app: App, ports: list[int]) -> None:
         app.name, app.all_domains(), ports, acme_root=str(app.settings.acme_challenges), tls=site
     )
     nginx.apply(Path(app.settings.vhosts_dir), app.name, text)
+
+
+def routed_ports(app: App) -> list[int]:
+    """The upstream ports the app's vhost on disk routes to (none without a vhost)."""
+    path = Path(app.settings.vhosts_dir) / f"{app.name}.conf"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in re.findall(r"^\s*server 127\.0\.0\.1:([0-9]+) ", text, re.M)]
 
 
 def serving_ports(app: App, release: Release, sched: Scheduler) -> list[int]:

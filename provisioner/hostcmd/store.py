@@ -182,6 +182,22 @@ class App:
     def set_current(self, release: Release) -> None:
         write_json(self.dir / "current.json", release.to_dict(), 0o600)
 
+    # The release a publish is making live, written before the switch and removed once it is current: a
+    # crash in between leaves it, and deploy.reconcile settles which of the two is serving.
+    def pending(self) -> Release | None:
+        try:
+            data = read_json(self.dir / "pending.json", None)
+        except StoreError:
+            return None
+        return Release.from_dict(data) if data else None
+
+    def set_pending(self, release: Release) -> None:
+        write_json(self.dir / "pending.json", release.to_dict(), 0o600)
+
+    def clear_pending(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / "pending.json").unlink()
+
     def release(self, version: int) -> Release | None:
         return next((r for r in self.releases() if r.version == version), None)
 

@@ -392,6 +392,34 @@ def test_resources_stay_within_the_hosts_maxima_and_containers_are_confined(depl
     assert get(deploy_box, app_host("switchfail"))[0] == 200
 
 
+def test_a_web_port_taken_while_the_app_was_down_is_healed_at_boot(deploy_box, dev):
+    """The app's fixed host port is taken by another program while its container is down (as after a
+    reboot): the boot service starts it again on a new port and nginx routes there."""
+    web = (
+        "docker ps -a --filter label=io.provisioner.app=switchfail --filter label=io.provisioner.process=web"
+    )
+    name, port = root_exec(deploy_box, f"{web} --format '{{{{.Names}}}} {{{{.Ports}}}}'").split()[:2]
+    port = port.split("->")[0].rpartition(":")[2]
+    root_exec(deploy_box, f"docker stop {name} >/dev/null")
+    root_exec(
+        deploy_box,
+        f"cd /tmp && setsid nohup python3 -m http.server --bind 127.0.0.1 {port} >/dev/null 2>&1 &",
+    )
+    try:
+        time.sleep(1)
+        started = root_exec(deploy_box, f"docker start {name} 2>&1", check=False)
+        assert "already" in started or "address" in started or "Error" in started, started
+        root_exec(deploy_box, "systemctl start provisioner-reconcile.service")
+        status, body = get(deploy_box, app_host("switchfail"))
+        assert status == 200 and "static sample site" in body, (
+            status,
+            body[:200],
+        )  # the app, not the intruder
+        assert f":{port} " not in root_exec(deploy_box, "cat /var/lib/provisioner/nginx/switchfail.conf")
+    finally:
+        root_exec(deploy_box, f"pkill -f 'http.server --bind 127.0.0.1 {port}'; true")
+
+
 def test_apps_answer_again_after_a_host_restart(deploy_box, dev, docker_client):
     apps = dev.ssh("apps:list").stdout.split()
     serving = [a for a in apps if get(deploy_box, app_host(a))[0] == 200]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from .. import build, cleanup
+from .. import build, cleanup, docker, nginx, release
+from ..deploy import heal, reconcile
 from ..settings import Settings
-from .base import Command, UserError, count, err, out
+from ..store import App, StoreError, list_apps
+from .base import Command, UserError, count, err, no_extra, out
 
 
 def cleanup_command(settings: Settings, args: list[str]) -> None:
@@ -25,6 +27,25 @@ def cleanup_command(settings: Settings, args: list[str]) -> None:
     out(f"removed {len(report.removed_images)} image(s); {freed} MB freed; {free_after} MB free")
 
 
+def reconcile_command(settings: Settings, args: list[str]) -> None:
+    """Run at boot (provisioner-reconcile.service): settle publishes a crash cut short, and start again the
+    web processes that could not come back (a fixed host port taken by another program)."""
+    no_extra(args, "reconcile")
+    failed = []
+    for name in list_apps(settings):
+        app = App(settings, name)
+        try:
+            with app.lock(say=err):
+                reconcile(app, err)
+                if heal(app, err):
+                    out(f"{name}: web processes started again")
+        except (docker.DockerError, release.ReleaseError, nginx.NginxError, StoreError) as exc:
+            err(f" !     {name}: {exc}")
+            failed.append(name)
+    if failed:
+        raise UserError(f"could not bring back {', '.join(failed)}")
+
+
 COMMANDS = [
     Command(
         "cleanup",
@@ -32,5 +53,12 @@ COMMANDS = [
         "remove old images and build caches; keeps the last N (default {keep_releases})",
         cleanup_command,
         scope="host",
-    )
+    ),
+    Command(
+        "reconcile",
+        "",
+        "after a crash or reboot: settle cut-short deploys, restart what could not come back",
+        reconcile_command,
+        scope="host",
+    ),
 ]

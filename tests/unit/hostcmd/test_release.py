@@ -407,3 +407,70 @@ def test_the_health_check_takes_a_redirect_as_healthy_and_never_follows_it():
         assert hits == ["/"]
     finally:
         server.shutdown()
+
+
+@pytest.fixture
+def routed_app(app, tmp_path, monkeypatch):
+    """The app, with nginx's vhost written to disk (what reconcile reads back)."""
+    import dataclasses
+
+    vhosts = tmp_path / "vhosts"
+    vhosts.mkdir()
+    app.settings = dataclasses.replace(app.settings, vhosts_dir=str(vhosts))
+    monkeypatch.setattr(
+        release.nginx, "apply", lambda d, name, text: (vhosts / f"{name}.conf").write_text(text)
+    )
+    return app
+
+
+def test_a_crash_after_the_switch_is_settled_as_live(routed_app, monkeypatch):
+    from provisioner.hostcmd import deploy
+
+    app, sched, said = routed_app, FakeScheduler(), []
+    first = deploy.publish(app, make(app), said.append, sched=sched)
+    second = make(app)
+    real_record = app.record_release
+    monkeypatch.setattr(app, "record_release", lambda rel: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):  # killed between nginx's switch and the record
+        deploy.publish(app, second, said.append, sched=sched)
+    monkeypatch.setattr(app, "record_release", real_record)
+    assert app.current() == first and app.pending() == second
+    deploy.reconcile(app, said.append, sched)
+    assert app.current() == second and app.pending() is None
+    assert {i.version for i in sched.instances(app.name)} == {second.version}
+    assert said[-1] == f"-----> v{second.version} of shop went live before an interruption: now recorded"
+
+
+def test_a_crash_before_the_switch_keeps_the_current_release(routed_app):
+    from provisioner.hostcmd import deploy
+
+    app, sched, said = routed_app, FakeScheduler(), []
+    first = deploy.publish(app, make(app), said.append, sched=sched)
+    second = make(app)
+    app.set_pending(second)  # killed after starting the new processes, before the switch
+    sched.start(release.process_spec(app, second, "web", 1, "serve"))
+    deploy.reconcile(app, said.append, sched)
+    assert app.current() == first and app.pending() is None
+    assert {i.version for i in sched.instances(app.name)} == {first.version}
+    assert release.routed_ports(app) == release.serving_ports(app, first, sched)
+
+
+def test_a_failed_publish_leaves_no_pending_release(routed_app):
+    from provisioner.hostcmd import deploy
+
+    app, sched = routed_app, FakeScheduler(release_rc=1)
+    with pytest.raises(release.ReleaseError):
+        deploy.publish(app, make(app, release_command="./migrate"), lambda _m: None, sched=sched)
+    assert app.pending() is None
+
+
+def test_heal_starts_web_processes_that_could_not_come_back(routed_app):
+    from provisioner.hostcmd import deploy
+
+    app, sched, said = routed_app, FakeScheduler(), []
+    live = deploy.publish(app, make(app), said.append, sched=sched)
+    assert not deploy.heal(app, said.append, sched, wait=0)  # all running: nothing to do
+    sched.running = []  # its container could not start again (its host port was taken)
+    assert deploy.heal(app, said.append, sched, wait=0)
+    assert release.routed_ports(app) == release.serving_ports(app, live, sched) != []
+    assert app.current().version == live.version

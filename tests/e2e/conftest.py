@@ -163,6 +163,12 @@ class Provisioned:
     def boxes(self):
         return [self.root_box, self.sudo_box]
 
+    @property
+    def ca_args(self) -> list[str]:
+        """The --ca-cert options `up` got (what `verify --ca-cert` checks), without the other options."""
+        args = self.up_args
+        return [w for i, w in enumerate(args) if w == "--ca-cert" or (i and args[i - 1] == "--ca-cert")]
+
 
 @pytest.fixture(scope="session")
 def provisioned(boxes, test_ca, pebble) -> Provisioned:

@@ -203,6 +203,23 @@ def test_second_up_changes_nothing(provisioned, cli):
     }
 
 
+def test_a_reload_lost_to_a_killed_run_happens_on_the_next_run(provisioned, cli):
+    """The state a run killed between an nginx change and its reload leaves: the file changed on disk,
+    nginx still on the old configuration. A rerun, which finds the file as it wants it, must reload."""
+    box = provisioned.root_box
+    unknown = "curl -s -o /dev/null -w '%{http_code}' -H 'Host: lost-reload.invalid' http://127.0.0.1/"
+    root_exec(
+        box,
+        "ln -sf /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && nginx -s reload && "
+        "sleep 1 && rm /etc/nginx/sites-enabled/default && "  # nginx serves the distribution's site again,
+        "echo killed-before-reload > /var/lib/provisioner/nginx-loaded.sha256",  # and that was not loaded
+    )
+    assert root_exec(box, unknown) == "200"
+    rerun = cli("up", box.name, *provisioned.up_args[2:], "--tags", "nginx", "--no-verify", "--json")
+    assert rerun.rc == 0, rerun.stderr
+    assert root_exec(box, f"sleep 1; {unknown}") == "404"
+
+
 def test_check_reports_drift_and_changes_nothing(provisioned, cli):
     box = provisioned.root_box
     drifted = '{"live-restore": false}\n'

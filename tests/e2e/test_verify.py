@@ -41,9 +41,7 @@ def test_up_verified_the_hosts_it_provisioned(provisioned):
 def test_verify_passes_with_junit_and_json_that_agree(cli, deploy_box, app, tmp_path, provisioned):
     junit, out = tmp_path / "out.xml", tmp_path / "out.json"
     # the same --ca-cert options `up` got: verify checks that those CAs are trusted
-    result = cli(
-        "verify", deploy_box.name, "--junit", str(junit), "--json", str(out), *provisioned.up_args[2:]
-    )
+    result = cli("verify", deploy_box.name, "--junit", str(junit), "--json", str(out), *provisioned.ca_args)
     assert result.rc == 0, result.stdout + result.stderr
     data = json.loads(out.read_text())
     suites = ET.parse(junit).getroot().findall("testsuite")

@@ -208,16 +208,20 @@ def test_a_reload_lost_to_a_killed_run_happens_on_the_next_run(provisioned, cli)
     nginx still on the old configuration. A rerun, which finds the file as it wants it, must reload."""
     box = provisioned.root_box
     unknown = "curl -s -o /dev/null -w '%{http_code}' -H 'Host: lost-reload.invalid' http://127.0.0.1/"
+    default = "/etc/nginx/conf.d/00-default.conf"
     root_exec(
         box,
-        "ln -sf /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && nginx -s reload && "
-        "sleep 1 && rm /etc/nginx/sites-enabled/default && "  # nginx serves the distribution's site again,
-        "echo killed-before-reload > /var/lib/provisioner/nginx-loaded.sha256",  # and that was not loaded
+        f"cp {default} /tmp/00-default.keep && sed -i 's/return 404;/return 418;/' {default} && "
+        f"nginx -s reload && sleep 1 && cp /tmp/00-default.keep {default} && "  # nginx runs an older file
+        "echo killed-before-reload > /var/lib/provisioner/nginx-loaded.sha256",  # whose change is not loaded
     )
-    assert root_exec(box, unknown) == "200"
-    rerun = cli("up", box.name, *provisioned.up_args[2:], "--tags", "nginx", "--no-verify", "--json")
-    assert rerun.rc == 0, rerun.stderr
-    assert root_exec(box, f"sleep 1; {unknown}") == "404"
+    try:
+        assert root_exec(box, unknown) == "418"
+        rerun = cli("up", box.name, *provisioned.up_args[2:], "--tags", "nginx", "--no-verify", "--json")
+        assert rerun.rc == 0, rerun.stderr
+        assert root_exec(box, f"sleep 1; {unknown}") == "404"
+    finally:  # whatever happened, the host serves the role's configuration for the tests after this one
+        root_exec(box, f"cp /tmp/00-default.keep {default} && nginx -s reload", check=False)
 
 
 def test_check_reports_drift_and_changes_nothing(provisioned, cli):

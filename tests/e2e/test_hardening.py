@@ -417,7 +417,7 @@ def test_a_web_port_taken_while_the_app_was_down_is_healed_at_boot(deploy_box, d
         )  # the app, not the intruder
         assert f":{port} " not in root_exec(deploy_box, "cat /var/lib/provisioner/nginx/switchfail.conf")
     finally:
-        root_exec(deploy_box, f"pkill -f 'http.server --bind 127.0.0.1 {port}'; true")
+        root_exec(deploy_box, f"pkill -f 'http[.]server --bind 127.0.0.1 {port}'", check=False)
 
 
 def test_apps_answer_again_after_a_host_restart(deploy_box, dev, docker_client):

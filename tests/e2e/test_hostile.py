@@ -374,7 +374,7 @@ def evil_buildpack(deploy_box):
         f"set -e; rm -rf /tmp/evil {EVIL_BUILDPACK}; mkdir -p /tmp/evil/bin /srv/buildpacks; cd /tmp/evil; "
         f"for s in detect compile release; do ln -s {target} bin/$s; done; "
         "git init -q -b main . && git add -A && git -c user.name=t -c user.email=t@e commit -qm evil && "
-        f"git clone -q --bare /tmp/evil {EVIL_BUILDPACK} && chmod -R a+rX /srv/buildpacks",
+        f"git clone -q --bare /tmp/evil {EVIL_BUILDPACK} && chown -R deploy: {EVIL_BUILDPACK}",
     )
 
 

@@ -21,6 +21,10 @@ from .tls import Bundle, parse_bundle
 
 CERTBOT = "/usr/bin/certbot"
 TIMEOUT = 300
+ATTEMPTS = 3
+# An ACME server may refuse a nonce at any request (RFC 8555 6.5: the client retries). certbot retries most
+# requests once, but not every one (Debian's 2.1 gives up on a new account's): the whole run is repeated.
+RETRYABLE = ("urn:ietf:params:acme:error:badNonce", "invalid anti-replay nonce")
 
 
 class AcmeError(RuntimeError):
@@ -62,6 +66,10 @@ def certbot_env(settings: Settings) -> dict[str, str]:
     }
     env.update(settings.proxy_vars())
     return env
+
+
+def retryable(output: str) -> bool:
+    return any(marker in output for marker in RETRYABLE)
 
 
 def error_of(output: str) -> str:
@@ -118,19 +126,24 @@ def obtain(settings: Settings, app: str, domains: Sequence[str]) -> Bundle:
             f"{CERTBOT} is missing: run `provisioner up` for this host (its tls role installs it)"
         )
     with _lock(settings):
-        try:
-            proc = subprocess.run(
-                certbot_argv(settings, app, domains),
-                capture_output=True,
-                text=True,
-                env=certbot_env(settings),
-                timeout=TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise AcmeError(f"the ACME server did not answer within {TIMEOUT} s") from None
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                proc = subprocess.run(
+                    certbot_argv(settings, app, domains),
+                    capture_output=True,
+                    text=True,
+                    env=certbot_env(settings),
+                    timeout=TIMEOUT,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise AcmeError(f"the ACME server did not answer within {TIMEOUT} s") from None
+            output = proc.stdout + "\n" + proc.stderr
+            if proc.returncode == 0 or not retryable(output) or attempt == ATTEMPTS:
+                break
+            time.sleep(attempt)
         if proc.returncode != 0:
-            raise AcmeError(error_of(proc.stdout + "\n" + proc.stderr))
+            raise AcmeError(error_of(output))
         live = settings.acme_dir / "live" / app
         try:
             text = (live / "fullchain.pem").read_text() + (live / "privkey.pem").read_text()

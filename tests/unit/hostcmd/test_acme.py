@@ -1,3 +1,5 @@
+import pytest
+
 from provisioner.hostcmd import acme
 from provisioner.hostcmd.settings import Settings
 
@@ -64,3 +66,31 @@ def test_any_other_failure_gives_certbots_last_words():
         "certbot failed: Connection refused to acme.test"
     )
     assert acme.error_of("") == "certbot failed: no output"
+
+
+def test_a_refused_nonce_is_retried_and_other_refusals_are_not(monkeypatch, tmp_path):
+    import subprocess
+
+    settings = Settings(tls_dir=str(tmp_path))
+    monkeypatch.setattr(acme, "CERTBOT", "/bin/true")
+    monkeypatch.setattr(acme.time, "sleep", lambda s: None)
+    answers = []
+
+    def run(argv, **kwargs):
+        answers.append(argv)
+        bad = "Error returned by the ACME server: JWS has an invalid anti-replay nonce: x"
+        return subprocess.CompletedProcess(argv, 1, "", bad if len(answers) < 3 else "Connection refused\n")
+
+    monkeypatch.setattr(acme.subprocess, "run", run)
+    with pytest.raises(acme.AcmeError, match="Connection refused"):
+        acme.obtain(settings, "shop", ["shop.example.com"])
+    assert len(answers) == 3  # two refused nonces, then a refusal that is final
+    answers.clear()
+    monkeypatch.setattr(
+        acme.subprocess,
+        "run",
+        lambda argv, **kw: answers.append(1) or subprocess.CompletedProcess(argv, 1, "", "no"),
+    )
+    with pytest.raises(acme.AcmeError):
+        acme.obtain(settings, "shop", ["shop.example.com"])
+    assert len(answers) == 1

@@ -9,7 +9,6 @@ module knows certbot's command line (built as a plain list, tested as such) and 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import subprocess
 import time
@@ -17,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .settings import Settings
+from .store import flock_wait
 from .tls import Bundle, parse_bundle
 
 CERTBOT = "/usr/bin/certbot"
@@ -104,15 +104,8 @@ def _lock(settings: Settings, timeout: float = TIMEOUT) -> Iterator[None]:
     """One certbot at a time (it refuses to run beside itself)."""
     settings.acme_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(settings.acme_dir / ".provisioner.lock", "a") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    raise AcmeError("another certificate request is still running; try again later") from None
-                time.sleep(0.5)
+        if not flock_wait(fh, timeout):
+            raise AcmeError("another certificate request is still running; try again later")
         try:
             yield
         finally:

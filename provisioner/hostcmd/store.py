@@ -71,6 +71,26 @@ class LockTimeout(RuntimeError):
     pass
 
 
+def flock_wait(fh: Any, timeout: float, waiting: Callable[[], None] | None = None) -> bool:
+    """An exclusive flock on the open file, waiting up to timeout seconds (waiting() is called once, when
+    it has to wait); False when it timed out."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() > deadline:
+            return False
+        if waiting and not told:
+            waiting()
+            told = True
+        time.sleep(0.5)
+
+
 def write_json(path: Path, data: Any, mode: int = 0o600) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
@@ -236,23 +256,9 @@ class App:
         except FileNotFoundError:
             raise AppGone(f"no app named {self.name!r} (see apps:list)") from None
         with fh:
-            deadline = time.monotonic() + timeout
-            told = False
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if time.monotonic() > deadline:
-                        raise LockTimeout(
-                            f"{self.name} is busy with another deploy; try again later"
-                        ) from None
-                    if say and not told:
-                        say(f"waiting for another deploy or config change of {self.name} to finish")
-                        told = True
-                    time.sleep(0.5)
+            message = f"waiting for another deploy or config change of {self.name} to finish"
+            if not flock_wait(fh, timeout, (lambda: say(message)) if say else None):
+                raise LockTimeout(f"{self.name} is busy with another deploy; try again later")
             try:
                 if os.fstat(fh.fileno()).st_nlink == 0:  # apps:destroy removed it while we waited
                     raise AppGone(f"{self.name} was destroyed while this command waited for it")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from .. import acme, tls
+from .. import tls
 from ..deploy import reroute
 from ..settings import Settings
 from .base import Command, UserError, app_arg, err, no_extra, out
-from .letsencrypt import enabled, expiry, set_state
+from .letsencrypt import enabled, expiry, turn_off
 
 USAGE = "certs:add APP < bundle.pem (the certificate chain, then its private key)"
 
@@ -58,8 +58,7 @@ def add(settings: Settings, args: list[str]) -> None:
     with app.lock(say=err):
         tls.install(app, bundle, "custom", lambda: reroute(app, err))
         if enabled(app):
-            set_state(app, enabled=False, last_error="")
-            acme.forget(settings, app.name)
+            turn_off(app)
             err(f"-----> Let's Encrypt disabled for {app.name}: the added certificate replaces it")
     cert = tls.installed(app)
     out(f"{app.name}: HTTPS for {', '.join(secure)}, certificate {expiry(cert) if cert else ''}".rstrip(", "))
@@ -72,8 +71,7 @@ def remove(settings: Settings, args: list[str]) -> None:
         if not tls.remove(app, lambda: reroute(app, err)):
             raise UserError(f"{app.name} has no certificate")
         if enabled(app):
-            set_state(app, enabled=False, last_error="")
-            acme.forget(settings, app.name)
+            turn_off(app)
     out(f"{app.name}: certificate removed; served over HTTP only")
 
 

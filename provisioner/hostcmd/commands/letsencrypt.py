@@ -31,6 +31,12 @@ def enabled(app: App) -> bool:
     return bool(state(app).get("enabled"))
 
 
+def turn_off(app: App) -> None:
+    """Let's Encrypt no longer renews the app's certificate, and certbot forgets its lineage."""
+    set_state(app, enabled=False, last_error="")
+    acme.forget(app.settings, app.name)
+
+
 def expiry(cert: tls.Installed) -> str:
     return f"valid until {cert.not_after[:10]} ({cert.days_left():.0f} days left)"
 
@@ -86,8 +92,7 @@ def disable(settings: Settings, args: list[str]) -> None:
             raise UserError(f"Let's Encrypt is not enabled for {app.name}")
         if cert and cert.source == "letsencrypt":
             tls.remove(app, lambda: reroute(app, err))
-        set_state(app, enabled=False, last_error="")
-        acme.forget(settings, app.name)
+        turn_off(app)
     out(f"{app.name}: Let's Encrypt disabled; served over HTTP only")
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import build, commands, keys, names, nginx, procfile, release, repo, tree
+from . import build, commands, keys, names, nginx, procfile, release, repo, session, tree
 from .commands import base
 from .commands.base import UserError, err, out
 from .deploy import deploy, reconcile
@@ -68,7 +68,9 @@ def git_command(settings: Settings, verb: str, args: list[str]) -> int:
     with app.lock(say=err):
         reconcile(app, err)
         env = {**os.environ, LOCKED_ENV: app.name}
-        return subprocess.run([verb, str(app.repo)], env=env, check=False).returncode
+        # Its own process group: if the client disconnects, the whole push (hook, build) is stopped.
+        proc = subprocess.Popen([verb, str(app.repo)], env=env, start_new_session=True)
+        return session.supervise(proc)
 
 
 def pre_receive(settings: Settings, stdin: list[str]) -> int:
@@ -77,6 +79,7 @@ def pre_receive(settings: Settings, stdin: list[str]) -> int:
     app = App(
         settings, git_dir.name.removesuffix(".git") if git_dir.name != "repo.git" else git_dir.parent.name
     )
+    session.stop_on_sigterm()
     branch = f"refs/heads/{settings.deploy_branch}"
     updates = [line.split() for line in stdin if line.strip()]
     for _old, new, ref in updates:

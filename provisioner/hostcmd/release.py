@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import docker, nginx, resources, tls
+from . import docker, nginx, resources, session, tls
 from .procfile import HealthCheck
 from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler, memory_bytes
 from .store import App, Release
@@ -96,6 +96,8 @@ def wait_healthy(sched: Scheduler, inst: Instance, health: HealthCheck, say: Say
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
+        if session.stopped():
+            raise ReleaseError("the push's client disconnected: the deploy stopped before the switch")
         if not sched.alive(inst):
             raise ReleaseError(
                 f"{inst.process}.{inst.index} exited during its health check", sched.log_tail(inst)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ def out(text: str) -> None:
 
 
 def err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # a client that went away hears nothing: the work goes on or stops
+        print(text, file=sys.stderr, flush=True)
 
 
 def valid(check: Callable[[str], T], value: str) -> T:

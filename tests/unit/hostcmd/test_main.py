@@ -19,13 +19,15 @@ def execs(monkeypatch):
     class Done:
         returncode = 0
 
-    def fake_run(argv, **kwargs):
+    def fake_popen(argv, **kwargs):
         calls.append(argv)
         calls.append(kwargs.get("env", {}).get(host.LOCKED_ENV))
+        assert kwargs.get("start_new_session")  # its own process group, stopped if the client goes
         return Done()
 
     monkeypatch.setattr(host.os, "execvp", lambda prog, argv: calls.append(argv))
-    monkeypatch.setattr(host.subprocess, "run", fake_run)
+    monkeypatch.setattr(host.subprocess, "Popen", fake_popen)
+    monkeypatch.setattr(host.session, "supervise", lambda proc: proc.returncode)
     return calls
 
 

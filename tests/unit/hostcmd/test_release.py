@@ -106,6 +106,16 @@ def test_crash_on_start_keeps_the_old_release(app):
     assert [i.name for i in sched.running] == [old.name] and app.applied == []
 
 
+def test_a_gone_client_stops_the_health_check_and_keeps_the_old_release(app, monkeypatch):
+    sched = FakeScheduler()
+    old = sched.start(ProcessSpec("shop", "web", 1, 0, "old", None, port=5000))
+    monkeypatch.setattr(release, "http_ok", lambda port, path: (False, "HTTP 503"))
+    monkeypatch.setattr(release.session.STOP, "is_set", lambda: True)  # SIGTERM from the forced command
+    with pytest.raises(release.ReleaseError, match="client disconnected"):
+        release.activate(app, make(app), lambda _m: None, sched)
+    assert [i.name for i in sched.running] == [old.name] and app.applied == []
+
+
 def test_failing_release_command_aborts_before_starting(app):
     sched = FakeScheduler(release_rc=3)
     with pytest.raises(release.ReleaseError, match="release command failed"):

@@ -107,11 +107,27 @@ def build_args(settings: Settings) -> list[str]:
     return args
 
 
+def dockerfile_limits(settings: Settings) -> list[str]:
+    """Memory and CPUs of a Dockerfile's RUN steps. Docker's classic builder applies them; BuildKit (the
+    default from Docker 23) does not, so there only the time limit holds (docs/architecture.md)."""
+    cpus = min(float(settings.build_cpus), float(os.cpu_count() or 1))
+    return [
+        "--memory", settings.build_memory,
+        "--cpu-period", "100000",
+        "--cpu-quota", str(int(cpus * 100000)),
+    ]  # fmt: skip
+
+
 def build_dockerfile(app: str, version: int, source: Path, settings: Settings, say: Say) -> BuildResult:
     say("-----> Dockerfile app detected")
     image = docker.app_image(app, version)
-    argv = ["build", "--pull=false", "-t", image, *build_args(settings), str(source)]
-    rc, tail = docker.stream(argv, say, env=settings.proxy_vars())
+    argv = ["build", "--pull=false", "-t", image, *dockerfile_limits(settings), *build_args(settings)]
+    rc, tail = docker.stream(
+        [*argv, str(source)], say, env=settings.proxy_vars(), timeout=settings.build_timeout
+    )
+    if rc == docker.TIMED_OUT:
+        say(f" !     the build ran longer than {settings.build_timeout} s (receiver_build_timeout): stopped")
+        rc = -15
     if rc != 0:
         raise failure("docker build failed", rc, tail)
     exposed = sorted(docker.image_config(image).get("ExposedPorts") or {})
@@ -257,8 +273,13 @@ def run_buildpack(
     ]
     if Path(settings.ca_bundle).is_file():
         mounts += ["-v", f"{settings.ca_bundle}:{CA_MOUNT}:ro"]
+    groups: list[str] = []
     if Path(settings.pip_conf).is_file():
         mounts += ["-v", f"{settings.pip_conf}:/etc/pip.conf:ro"]
+        # root:provisioner 0640 (it may carry index credentials): the build runs with that group too.
+        gid = os.stat(settings.pip_conf).st_gid
+        if gid not in (0, os.getgid()):
+            groups = ["--group-add", str(gid)]
     args = {"detect": ["/app"], "compile": ["/app", "/cache", "/env"], "release": ["/app"]}[script]
     cmd = [
         "run",
@@ -267,6 +288,7 @@ def run_buildpack(
         name,
         "--user",
         f"{os.getuid()}:{os.getgid()}",
+        *groups,
         "--label",
         "io.provisioner.build=1",
         "--workdir",

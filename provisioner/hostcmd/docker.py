@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -100,12 +101,19 @@ def logs_tail(name: str, lines: int = 20) -> str:
     return ((proc.stdout or "") + (proc.stderr or "")).strip()
 
 
+TIMED_OUT = -1000  # stream's exit code for a command stopped by its timeout
+
+
 def stream(
-    args: list[str], say: Callable[[str], None], env: Mapping[str, str] | None = None
+    args: list[str],
+    say: Callable[[str], None],
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
 ) -> tuple[int, list[str]]:
     """Run a docker command, passing each output line to say; returns its exit code and last 20 lines.
     env: variables for the docker CLI itself, e.g. values that `-e NAME` and `--build-arg NAME` take from
-    it, so that they never appear on a command line."""
+    it, so that they never appear on a command line. timeout: seconds, then the CLI gets SIGTERM (a build
+    is cancelled) and the exit code is TIMED_OUT."""
     tail: list[str] = []
     proc = subprocess.Popen(
         ["docker", *args],
@@ -116,11 +124,26 @@ def stream(
         env={**os.environ, **env} if env else None,
     )
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        say(line)
-        tail = [*tail[-19:], line]
-    return proc.wait(), tail
+    fired = threading.Event()
+
+    def stop() -> None:
+        fired.set()
+        proc.terminate()
+
+    timer = threading.Timer(timeout, stop) if timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            say(line)
+            tail = [*tail[-19:], line]
+        rc = proc.wait()
+    finally:
+        if timer:
+            timer.cancel()
+    return (TIMED_OUT if fired.is_set() else rc), tail
 
 
 def follow_logs(name: str, lines: int, follow: bool) -> Iterator[str]:

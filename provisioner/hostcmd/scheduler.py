@@ -52,6 +52,7 @@ class Scheduler(Protocol):
     def run_once(self, spec: ProcessSpec, timeout: float = 600) -> tuple[int, str]: ...
     def log_tail(self, instance: Instance, lines: int = 20) -> str: ...
     def logs(self, instance: Instance, lines: int, follow: bool) -> Iterator[str]: ...
+    def forget(self, app: str) -> None: ...
 
 
 APP_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "NET_BIND_SERVICE", "KILL")
@@ -62,6 +63,11 @@ def memory_bytes(text: str) -> int:
     if not match:
         raise ValueError(f"invalid memory limit {text!r}: expected e.g. 512m or 1g")
     return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2)]
+
+
+def network_name(app: str) -> str:
+    """Each app's processes share a network of their own, and no other: apps cannot reach each other."""
+    return f"provisioner-app.{app}"
 
 
 def free_port() -> int:
@@ -77,7 +83,28 @@ def _token() -> str:
 
 
 class LocalDocker:
-    """Processes as containers on this host's engine; web ports published on 127.0.0.1 for nginx."""
+    """Processes as containers on this host's engine, each app on its own bridge network; web ports
+    published on 127.0.0.1 for nginx."""
+
+    def __init__(self) -> None:
+        self._networks: set[str] = set()
+
+    def _network(self, app: str) -> str:
+        """The app's network, created on first use (Docker's address pools: the docker role's
+        docker_address_pools)."""
+        name = network_name(app)
+        if name in self._networks:
+            return name
+        try:
+            docker.api("GET", f"/networks/{name}")
+        except docker.DockerError:
+            body = {"Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": {LABEL: app}}
+            try:
+                docker.api("POST", "/networks/create", body)
+            except docker.DockerError:
+                docker.api("GET", f"/networks/{name}")  # created meanwhile, else the engine's reason
+        self._networks.add(name)
+        return name
 
     def _labels(self, spec: ProcessSpec) -> dict[str, str]:
         return {
@@ -99,6 +126,7 @@ class LocalDocker:
             "CapDrop": ["ALL"],
             "CapAdd": list(APP_CAPABILITIES),
             "PidsLimit": spec.pids,
+            "NetworkMode": self._network(spec.app),
         }
         if spec.cpus > 0:
             host["NanoCpus"] = int(spec.cpus * 1e9)
@@ -183,3 +211,9 @@ class LocalDocker:
 
     def logs(self, instance: Instance, lines: int, follow: bool) -> Iterator[str]:
         return docker.follow_logs(instance.name, lines, follow)
+
+    def forget(self, app: str) -> None:
+        """After its processes are stopped: the app's network goes too."""
+        self._networks.discard(network_name(app))
+        with contextlib.suppress(docker.DockerError):
+            docker.api("DELETE", f"/networks/{network_name(app)}")

@@ -5,7 +5,9 @@ every output, concurrent pushes, a killed build, a nearly full disk, cleanup, de
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -135,6 +137,13 @@ def test_proxy_and_index_credentials_stay_out_of_runs(deploy_box, provisioned, p
         real = run_cli("up", *args)
         assert check.rc == 0 and real.rc == 0, check.stderr + real.stderr
         assert secret in root_exec(deploy_box, "cat /etc/pip.conf")  # it did reach the host
+        # Readable by root and the deploy user (its builds), by no one else.
+        files = "/etc/pip.conf /etc/provisioner/proxy.env"
+        modes = root_exec(deploy_box, f"stat -c '%a %U:%G' {files}").split("\n")[:2]
+        assert modes == ["640 root:provisioner"] * 2, modes
+        assert secret in root_exec(deploy_box, f"runuser -u deploy -- cat {files}")
+        other = root_exec(deploy_box, f"runuser -u nobody -- cat {files} 2>&1; true")
+        assert secret not in other and "Permission denied" in other, other
         for result in (check, real):
             assert secret not in result.stdout + result.stderr
         artifacts = [p for p in Path(provisioner_home).rglob("*") if p.is_file() and secret in read(p)]
@@ -237,6 +246,53 @@ def test_killed_build_fails_clearly_and_the_previous_release_keeps_serving(deplo
     pushed_ok(result, "slowpy")
     assert "Running bin/post_compile" in result.stderr and "post_compile ok" in result.stderr
     assert get(deploy_box, app_host("slowpy"))[1].startswith("python v2")
+
+
+def test_a_push_whose_client_disconnects_stops_and_frees_the_app(deploy_box, dev):
+    """The client of a push that waits for a health check goes away: the deploy stops within seconds, the
+    new release's processes are gone, what was serving keeps serving, and the next push does not wait."""
+    app = "hangup"
+    repo = dev.repo(app, "static")
+    pushed_ok(dev.push(repo, app), app)
+    before = get(deploy_box, app_host(app))
+    releases = (
+        f"docker ps --filter label=io.provisioner.app={app} "
+        "--format '{{.Label \"io.provisioner.release\"}}'"
+    )
+    serving = set(root_exec(deploy_box, releases).split())
+    never = {"healthchecks": {"web": [{"type": "startup", "path": "/never-healthy", "timeout": 300}]}}
+    (repo / "app.json").write_text(json.dumps(never))
+    dev.commit(repo, "never healthy")
+    push = subprocess.Popen(
+        ["git", "push", "--force", f"{dev.url}/{app}", "main"],
+        cwd=repo,
+        env=dev.env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # git and its ssh: the client side, killed together
+    )
+    assert push.stderr is not None
+    said: list[str] = []
+    for line in push.stderr:
+        said.append(line)
+        if "Starting web.1" in line:
+            break
+    time.sleep(2)  # inside the health check's wait
+    os.killpg(push.pid, signal.SIGKILL)
+    push.wait()
+    assert any("Starting web.1" in line for line in said), "".join(said)[-1500:]
+    for _ in range(60):
+        running = set(root_exec(deploy_box, releases).split())
+        if running == serving:
+            break
+        time.sleep(0.5)
+    assert running == serving, running  # the new release's web process is stopped, the old one serves
+    assert get(deploy_box, app_host(app)) == before
+    (repo / "app.json").unlink()
+    dev.commit(repo, "healthy again")
+    again = dev.push(repo, app)
+    pushed_ok(again, app)
+    assert "waiting for another deploy" not in again.stderr, again.stderr[-800:]
 
 
 def test_build_refused_on_a_nearly_full_disk_keeps_the_release_serving(deploy_box, dev):
@@ -390,6 +446,52 @@ def test_resources_stay_within_the_hosts_maxima_and_containers_are_confined(depl
     )
     assert inspected.split("\n")[0] == "268435456 500000000 128 [no-new-privileges] [ALL]", inspected
     assert get(deploy_box, app_host("switchfail"))[0] == 200
+
+
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()\n"
+    "    print('reached')\n"
+    "except OSError as exc:\n"
+    "    print('unreachable', exc)\n"
+)
+
+
+def test_apps_cannot_reach_each_other_s_processes(deploy_box, dev, echo):
+    """Each app on a Docker network of its own: the echo app's container reaches its own web port, not the
+    port of another app's container (on Docker's shared bridge, it did)."""
+    pushed_ok(dev.push(dev.repo("neighbour", "static"), "neighbour"), "neighbour")
+
+    def web(app: str) -> tuple[str, str, str]:
+        """(container, address, container port) of the app's web process."""
+        name = root_exec(
+            deploy_box,
+            f"docker ps --filter label=io.provisioner.app={app} "
+            "--filter label=io.provisioner.process=web --format '{{.Names}}'",
+        ).split()[0]
+        address, port = root_exec(
+            deploy_box,
+            "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} "
+            f"{{{{range $p, $c := .Config.ExposedPorts}}}}{{{{$p}}}}{{{{end}}}}' {name}",
+        ).split()
+        return name, address, port.split("/")[0]
+
+    echo_name, echo_address, echo_port = web("echo")
+    _, other_address, other_port = web("neighbour")
+
+    def connect(address: str, port: str) -> str:
+        script = f"docker exec {echo_name} python3 -c {shlex.quote(CONNECT)} {address} {port}"
+        return root_exec(deploy_box, script).strip()
+
+    assert connect(echo_address, echo_port) == "reached"  # the probe works
+    assert connect(other_address, other_port).startswith("unreachable")
+    networks = root_exec(deploy_box, "docker network ls --format '{{.Name}}'").split()
+    assert {"provisioner-app.echo", "provisioner-app.neighbour"} <= set(networks), networks
+    destroyed = dev.ssh("apps:destroy", "neighbour", "--force")
+    assert destroyed.returncode == 0, destroyed.stderr
+    networks = root_exec(deploy_box, "docker network ls --format '{{.Name}}'").split()
+    assert "provisioner-app.neighbour" not in networks
 
 
 def test_a_web_port_taken_while_the_app_was_down_is_healed_at_boot(deploy_box, dev):

@@ -87,6 +87,14 @@ def test_daemon_json_settings_in_force(box):
     assert info["LiveRestoreEnabled"] is True
     assert info["LoggingDriver"] == "json-file"
     assert info["CgroupDriver"] == "systemd"
+    # docker_address_pools: new networks (one per app) are /24s, thousands of them.
+    subnet = host.check_output(
+        "docker network rm provisioner-probe-net >/dev/null 2>&1; "
+        "docker network create provisioner-probe-net >/dev/null && "
+        "docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' provisioner-probe-net && "
+        "docker network rm provisioner-probe-net >/dev/null"
+    )
+    assert subnet.strip().endswith("/24"), subnet
 
 
 def test_nginx_listens_and_unknown_host_gets_404(box):

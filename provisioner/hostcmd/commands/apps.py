@@ -36,6 +36,7 @@ def apps_destroy(settings: Settings, args: list[str]) -> None:
     with app.lock():
         for inst in sched.instances(app.name):
             sched.stop(inst, grace=5)
+        sched.forget(app.name)
         nginx.apply(Path(settings.vhosts_dir), app.name, None)
         for tag in docker.app_images().get(app.name, []):
             docker.remove_image(tag, force=True)

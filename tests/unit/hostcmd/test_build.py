@@ -6,6 +6,7 @@ import itertools
 import os
 import stat
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
@@ -462,6 +463,20 @@ def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
     assert envs == [{"http_proxy": "http://proxy.internal:3128", "NO_PROXY": "localhost,.internal"}]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
+def test_a_build_may_read_a_pip_conf_of_the_secrets_group(host_files, monkeypatch):
+    """pip.conf is root:provisioner 0640 on a host: the build container gets that group, no other."""
+    os.chown(host_files.pip_conf, 0, 4242)
+    streamed = []
+    monkeypatch.setattr(build.docker, "stream", lambda argv, say, env=None: streamed.append(argv) or (0, []))
+    build.run_buildpack(
+        "compile", Path("/bp"), Path("/s"), Path("/c"), Path("/e"), host_files, "shop.build.v3", print
+    )
+    argv = streamed[0]
+    user = argv.index("--user")
+    assert argv[user + 2 : user + 4] == ["--group-add", "4242"] and argv.count("--group-add") == 1
+
+
 @pytest.mark.parametrize(("script", "args"), [("detect", "/app"), ("release", "/app")])
 def test_run_buildpack_command_line_without_host_files(bare_settings, monkeypatch, script, args):
     streamed = []
@@ -496,7 +511,7 @@ def dockerfile_build(monkeypatch):
     """Fakes docker.stream and docker.image_config; returns a record of the calls and canned answers."""
     calls = {"streamed": [], "configs": [], "rc": 0, "lines": ["Step 1/2 : FROM python", "done"], "cfg": {}}
 
-    def stream(args, say, env=None):
+    def stream(args, say, env=None, timeout=None):
         calls["streamed"].append(args)
         for line in calls["lines"]:
             say(line)
@@ -535,6 +550,12 @@ def test_build_dockerfile_uses_a_single_exposed_tcp_port(
             "--pull=false",
             "-t",
             "provisioner-app/shop:v4",
+            "--memory",
+            "2g",
+            "--cpu-period",
+            "100000",
+            "--cpu-quota",
+            str(int(min(2, os.cpu_count() or 1) * 100000)),
             "--build-arg",
             "http_proxy",
             "--build-arg",
@@ -555,6 +576,22 @@ def test_a_failed_docker_build_is_a_build_error_with_its_tail(dockerfile_build, 
     assert info.value.tail.splitlines()[-1] == "ERROR: pip install failed"
     assert len(info.value.tail.splitlines()) == 20
     assert dockerfile_build["configs"] == []
+
+
+def test_a_dockerfile_build_over_its_time_is_stopped_with_the_reason(bare_settings, tmp_path, monkeypatch):
+    """A real process in place of the docker CLI: it outlives the build timeout and is stopped."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "docker").write_text("#!/bin/sh\necho Step 1/9 : RUN sleep 60\nexec sleep 60\n")
+    (fake_bin / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    settings = dataclasses.replace(bare_settings, build_timeout=1)
+    said: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(build.BuildError, match="the build was killed"):
+        build.build_dockerfile("shop", 4, tmp_path, settings, said.append)
+    assert time.monotonic() - started < 10
+    assert any("ran longer than 1 s (receiver_build_timeout)" in line for line in said), said
 
 
 def test_build_picks_dockerfile_or_buildpacks_after_the_disk_check(monkeypatch, tmp_path):

@@ -70,7 +70,15 @@ class FakeDocker:
         return "migrated 3 tables"
 
     def api_calls(self):
-        return [c for c in self.calls if c[0] in ("GET", "POST", "DELETE")]
+        """Calls about containers (the app's network has its own: network_calls)."""
+        return [
+            c for c in self.calls if c[0] in ("GET", "POST", "DELETE") and not c[1].startswith("/networks")
+        ]
+
+    def network_calls(self):
+        return [
+            c[:3] for c in self.calls if c[0] in ("GET", "POST", "DELETE") and c[1].startswith("/networks")
+        ]
 
 
 @pytest.fixture
@@ -95,6 +103,36 @@ def web_spec(**changes):
         "memory": "1g",
     }
     return ProcessSpec(**{**values, **changes})
+
+
+# --- networks ----------------------------------------------------------------------------------------------
+
+
+def test_each_app_gets_its_own_network_created_once(fake):
+    fake.failing = {"GET /networks/provisioner-app.shop$"}  # not there yet
+    sched = LocalDocker()
+    sched.start(web_spec())
+    sched.start(web_spec(index=3))
+    assert fake.network_calls() == [
+        ("GET", "/networks/provisioner-app.shop", None),
+        (
+            "POST",
+            "/networks/create",
+            {
+                "Name": "provisioner-app.shop",
+                "Driver": "bridge",
+                "CheckDuplicate": True,
+                "Labels": {LABEL: "shop"},
+            },
+        ),
+    ]
+    sched.start(web_spec(app="blog"))
+    assert fake.network_calls()[-1] == ("GET", "/networks/provisioner-app.blog", None)  # exists: reused
+
+
+def test_forgetting_an_app_removes_its_network(fake):
+    LocalDocker().forget("shop")
+    assert fake.network_calls() == [("DELETE", "/networks/provisioner-app.shop", None)]
 
 
 # --- start -------------------------------------------------------------------------------------------------
@@ -122,6 +160,7 @@ def test_start_creates_then_starts_a_named_labelled_container(fake):
             "CapDrop": ["ALL"],
             "CapAdd": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "NET_BIND_SERVICE", "KILL"],
             "PidsLimit": 512,
+            "NetworkMode": "provisioner-app.shop",
             "PortBindings": {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41234"}]},
         },
         "ExposedPorts": {"5000/tcp": {}},

@@ -8,6 +8,7 @@ and typed ProgressEvents, so the CLI renders progress without knowing the shapes
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import os
 import signal
@@ -338,9 +339,23 @@ def _path_with(directory: Path) -> str:
     return os.pathsep.join([str(directory), *(p for p in parts if p != str(directory))])
 
 
+def mitogen_env() -> dict[str, str]:
+    """Mitogen for Ansible (PyPI `mitogen`): one Python interpreter per host for the whole run instead of
+    a module upload and a new interpreter per task; a run with nothing to change takes a third of the time.
+    PROVISIONER_MITOGEN=0 runs Ansible's own linear strategy instead."""
+    if os.environ.get("PROVISIONER_MITOGEN", "1") == "0":
+        return {}
+    spec = importlib.util.find_spec("ansible_mitogen")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    strategies = Path(next(iter(spec.submodule_search_locations))) / "plugins" / "strategy"
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
 def ansible_env() -> dict[str, str]:
     """Settings for every run (one place, so up, verify and the Vagrantfile see the same)."""
     return {
+        **mitogen_env(),
         "PATH": _path_with(ansible_bin()),
         "ANSIBLE_ROLES_PATH": str(paths.roles_path()),
         "ANSIBLE_PIPELINING": "True",

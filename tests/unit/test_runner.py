@@ -274,3 +274,15 @@ def test_a_host_that_waits_for_a_slower_one_says_so_and_the_parts_still_add_up()
     assert slow.roles() == {"base": 5.0, "docker": 2.0} and slow.waiting == 0.0
     for hp in (fast, slow):
         assert sum(hp.roles().values()) + hp.waiting == hp.seconds() == 7.0
+
+
+def test_runs_use_mitogen_s_strategy_unless_turned_off(monkeypatch):
+    from pathlib import Path
+
+    from provisioner import runner
+
+    env = runner.ansible_env()
+    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    monkeypatch.setenv("PROVISIONER_MITOGEN", "0")
+    assert "ANSIBLE_STRATEGY" not in runner.ansible_env()

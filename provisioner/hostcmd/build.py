@@ -34,6 +34,7 @@ class BuildResult:
     kind: str  # "dockerfile" or "buildpacks"
     defaults: dict[str, str] = field(default_factory=dict)
     port: int | None = None
+    base: str = ""  # the image of the app's dependencies that `image` is built on, if any
 
 
 def export_source(repo: Path, sha: str, dest: Path) -> None:
@@ -251,26 +252,56 @@ def limits(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
-def run_buildpack(
-    script: str,
-    buildpack: Path,
+# The whole buildpack build runs in one container (one container start instead of one per step): with
+# --detect, the first buildpack that detects the app; then compile and release of each. It leaves what
+# happened in /out for the host program: which buildpack detected, which one compiled last, each one's
+# release output. Exit code 100: no buildpack detected the app.
+DRIVER = """#!/bin/sh
+set -u
+if [ "$1" = --detect ]; then
+  shift
+  for pack in "$@"; do
+    if "$pack/bin/detect" /app >/out/detect 2>&1; then
+      echo "$pack" >/out/detected
+      label=$(tail -n 1 /out/detect | sed 's/^[[:space:]]*//;s/[[:space:]]*$//')
+      echo "-----> ${label:-${pack##*/}} app detected"
+      set -- "$pack"
+      break
+    fi
+  done
+  [ -f /out/detected ] || exit 100
+fi
+for pack in "$@"; do
+  echo "$pack" >/out/compiling
+  "$pack/bin/compile" /app /cache /env || exit $?
+  if [ -f "$pack/bin/release" ]; then
+    "$pack/bin/release" /app >"/out/release.${pack##*/}" 2>/dev/null || rm -f "/out/release.${pack##*/}"
+  fi
+done
+"""
+NO_BUILDPACK = 100
+
+
+def run_buildpacks(
+    packs: list[Path],
+    detect: bool,
     src: Path,
     cache: Path,
     envdir: Path,
+    out: Path,
     settings: Settings,
     name: str,
     say: Say,
 ) -> tuple[int, list[str]]:
-    mounts = [
-        "-v",
-        f"{src}:/app",
-        "-v",
-        f"{cache}:/cache",
-        "-v",
-        f"{envdir}:/env:ro",
-        "-v",
-        f"{buildpack}:/buildpack:ro",
-    ]
+    """One build container for the DRIVER: each buildpack mounted at /buildpacks/NAME, the app at /app,
+    the build cache at /cache, config vars in /env, the DRIVER's report in /out."""
+    driver = out.parent / "driver"
+    driver.write_text(DRIVER)
+    driver.chmod(0o555)
+    mounts = ["-v", f"{src}:/app", "-v", f"{cache}:/cache", "-v", f"{envdir}:/env:ro", "-v", f"{out}:/out"]
+    mounts += ["-v", f"{driver}:/provisioner-build:ro"]
+    for pack in packs:
+        mounts += ["-v", f"{pack}:/buildpacks/{pack.name}:ro"]
     if Path(settings.ca_bundle).is_file():
         mounts += ["-v", f"{settings.ca_bundle}:{CA_MOUNT}:ro"]
     groups: list[str] = []
@@ -280,7 +311,6 @@ def run_buildpack(
         gid = os.stat(settings.pip_conf).st_gid
         if gid not in (0, os.getgid()):
             groups = ["--group-add", str(gid)]
-    args = {"detect": ["/app"], "compile": ["/app", "/cache", "/env"], "release": ["/app"]}[script]
     cmd = [
         "run",
         "--rm",
@@ -297,11 +327,12 @@ def run_buildpack(
         *mounts,
         *container_env(settings),
         "--entrypoint",
-        f"/buildpack/bin/{script}",
+        "/provisioner-build",
         settings.build_image,
-        *args,
+        *(["--detect"] if detect else []),
+        *(f"/buildpacks/{pack.name}" for pack in packs),
     ]
-    # A build that runs too long is killed (docker kill): its step then fails as killed, with the reason.
+    # A build that runs too long is killed (docker kill): it then fails as killed, with the reason.
     timer = threading.Timer(settings.build_timeout, _kill, args=(name, settings.build_timeout, say))
     timer.daemon = True
     timer.start()
@@ -357,6 +388,65 @@ def choose_stack(source: Path, settings: Settings, say: Say) -> runtime.Stack:
     return choice.stack
 
 
+# Where buildpacks put an app's dependencies. They become an image of their own, which the app image is
+# built on and which later builds reuse while the directories are unchanged: a code-only push then sends
+# and stores only the code, not the virtualenv or node_modules again.
+DEPENDENCY_DIRS = (".venv", "node_modules", ".heroku")
+
+
+def tree_signature(roots: list[Path]) -> str:
+    """A digest of the names, types, modes, sizes, mtimes and link targets under these directories: what
+    make and git's index judge a file unchanged by (the buildpacks copy a reused virtualenv with cp -a)."""
+    digest = hashlib.sha256()
+    stack = [(root, root.name) for root in reversed(roots)]
+    while stack:
+        path, rel = stack.pop()
+        entries = sorted(os.scandir(path), key=lambda e: e.name, reverse=True)
+        for entry in entries:
+            info = entry.stat(follow_symlinks=False)
+            name = f"{rel}/{entry.name}"
+            target = os.readlink(entry.path) if entry.is_symlink() else ""
+            digest.update(f"{name}\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\0{target}\n".encode())
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((Path(entry.path), name))
+    return digest.hexdigest()
+
+
+def image_layer(context: Path, base: str, tag: str) -> None:
+    """Build `tag`: `base` with the context's app/ as /app, owned by the app's user (1000), which the image
+    runs as."""
+    (context / "Dockerfile").write_text(
+        f"FROM {base}\nCOPY --chown=1000:1000 app/ /app/\nUSER 1000\nWORKDIR /app\n"
+    )
+    rc, tail = docker.stream(["build", "--pull=false", "-q", "-t", tag, str(context)], lambda _l: None)
+    if rc != 0:
+        raise failure("building the app image failed", rc, tail)
+
+
+def dependency_image(app: str, source: Path, work: Path, settings: Settings, say: Say) -> str:
+    """The image the app image is built on: the run image, or an image of the app's dependency
+    directories on it (DEPENDENCY_DIRS), made when they changed and reused while they did not."""
+    found = [source / d for d in DEPENDENCY_DIRS if (source / d).is_dir() and not (source / d).is_symlink()]
+    if not found:
+        return settings.run_image
+    run_id = docker.image_id(settings.run_image)
+    signature = hashlib.sha256(f"{run_id}\n{tree_signature(found)}".encode()).hexdigest()
+    tag = docker.deps_image(app, signature[:20])
+    if docker.image_exists(tag):
+        say(f"       Dependencies unchanged: reusing their image layer ({', '.join(p.name for p in found)})")
+        return tag
+    deps = work / "deps" / "app"
+    deps.mkdir(parents=True)
+    for path in found:
+        path.rename(deps / path.name)  # the same file system: nothing is copied
+    try:
+        image_layer(work / "deps", settings.run_image, tag)
+    finally:
+        for path in found:
+            (deps / path.name).rename(path)
+    return tag
+
+
 def build_buildpacks(
     app: str, version: int, source: Path, config: dict[str, str], settings: Settings, cache: Path, say: Say
 ) -> BuildResult:
@@ -377,54 +467,35 @@ def build_buildpacks(
             (envdir / key).write_text(value)
         layer = cache / "layers"
         layer.mkdir(parents=True, exist_ok=True)
+        out = work / "out"
+        out.mkdir()
         name = f"{app}.build.v{version}"
-        if not urls:
-            chosen = None
-            for pack in packs:
-                rc, out = run_buildpack(
-                    "detect", pack, source, layer, envdir, settings, name, lambda _l: None
-                )
-                if rc == 0:
-                    chosen = pack
-                    say(f"-----> {(out[-1] if out else pack.name).strip()} app detected")
-                    break
-            if chosen is None:
-                raise BuildError(
-                    "no buildpack detected this app: add requirements.txt, package.json, index.html "
-                    "or a Dockerfile, or set BUILDPACK_URL"
-                )
-            packs = [chosen]
+        rc, tail = run_buildpacks(packs, not urls, source, layer, envdir, out, settings, name, say)
+        if not urls and rc == NO_BUILDPACK and tree.read(out, "detected") is None:
+            raise BuildError(
+                "no buildpack detected this app: add requirements.txt, package.json, index.html "
+                "or a Dockerfile, or set BUILDPACK_URL"
+            )
+        by_mount = {f"/buildpacks/{pack.name}": pack for pack in packs}
+        compiled = by_mount.get((tree.read(out, "compiling") or "").strip()) or packs[0]
+        if rc != 0:
+            raise failure(f"buildpack {compiled.name} failed to compile the app", rc, tail)
         defaults: dict[str, str] = {}
         for pack in packs:
-            rc, tail = run_buildpack(
-                "compile",
-                pack,
-                source,
-                layer,
-                envdir,
-                settings,
-                name,
-                say,
-            )
-            if rc != 0:
-                raise failure(f"buildpack {pack.name} failed to compile the app", rc, tail)
-            if (pack / "bin" / "release").exists():
-                rc, out = run_buildpack(
-                    "release", pack, source, layer, envdir, settings, name, lambda _l: None
-                )
-                if rc == 0:
-                    defaults.update(procfile.parse_release_yaml("\n".join(out)))
+            defaults.update(procfile.parse_release_yaml(tree.read(out, f"release.{pack.name}") or ""))
         image = docker.app_image(app, version)
         say("-----> Building the app image")
-        context = work / "context"
-        context.mkdir()
-        (context / "Dockerfile").write_text(
-            f"FROM {settings.run_image}\nCOPY --chown=1000:1000 app/ /app/\nUSER 1000\nWORKDIR /app\n"
+        base = dependency_image(app, source, work, settings, say)
+        code = work / "context"
+        code.mkdir()
+        shutil.copytree(  # the code only: the dependencies are in the base image
+            source,
+            code / "app",
+            symlinks=True,
+            ignore=lambda d, names: [n for n in names if n in DEPENDENCY_DIRS] if Path(d) == source else [],
         )
-        shutil.copytree(source, context / "app", symlinks=True)
-        rc, tail = docker.stream(["build", "--pull=false", "-q", "-t", image, str(context)], lambda _l: None)
-        if rc != 0:
-            raise failure("building the app image failed", rc, tail)
-        return BuildResult(image, "buildpacks", defaults, settings.container_port)
+        image_layer(code, base, image)
+        deps = base if base != settings.run_image else ""
+        return BuildResult(image, "buildpacks", defaults, settings.container_port, deps)
     finally:
         shutil.rmtree(work, ignore_errors=True)

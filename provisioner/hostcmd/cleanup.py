@@ -42,8 +42,10 @@ def releases_to_keep(releases: list[Release], current: Release | None, keep: int
 def images_to_remove(
     images: list[str], releases: list[Release], kept_versions: list[int], in_use: set[str]
 ) -> list[str]:
-    """Tags of one app's images that no kept release and no container uses."""
-    wanted = {r.image for r in releases if r.version in kept_versions} | in_use
+    """Tags of one app's images that no kept release (nor the image of its dependencies it is built on)
+    and no container uses."""
+    kept = [r for r in releases if r.version in kept_versions]
+    wanted = {r.image for r in kept} | {r.base_image for r in kept if r.base_image} | in_use
     return sorted(tag for tag in images if tag not in wanted)
 
 

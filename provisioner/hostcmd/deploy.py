@@ -144,6 +144,7 @@ def deploy(app: App, sha: str, description: str, say: Say, locked: bool = False)
         rel = Release(
             version=version,
             image=result.image,
+            base_image=result.base,
             kind=result.kind,
             commit=sha,
             processes=plan.processes,

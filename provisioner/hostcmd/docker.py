@@ -168,6 +168,15 @@ def app_image(app: str, version: int) -> str:
     return f"{APP_REPO}{app}:v{version}"
 
 
+def deps_image(app: str, signature: str) -> str:
+    """The image of an app's dependencies that its app images are built on (build.dependency_image)."""
+    return f"{APP_REPO}{app}:deps-{signature}"
+
+
+def image_id(ref: str) -> str:
+    return str(api("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json").get("Id", ""))
+
+
 def app_images() -> dict[str, list[str]]:
     """provisioner-app/APP:TAG images by app name."""
     found: dict[str, list[str]] = {}

@@ -49,6 +49,8 @@ class Release:
     # releases that repeat another (config changes, restarts, rollbacks) and in older records.
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    # The image of the app's dependencies that `image` is built on (buildpack builds; build.DEPENDENCY_DIRS).
+    base_image: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

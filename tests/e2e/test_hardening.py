@@ -215,13 +215,12 @@ def test_killed_build_fails_clearly_and_the_previous_release_keeps_serving(deplo
     killed: list[str] = []
 
     def killer() -> None:
-        # The buildpack's compile step runs in a container named APP.build.vN: kill it once it runs.
+        # The build runs in a container named APP.build.vN: kill it once the slow hook runs in it.
         script = (
             "for i in $(seq 1200); do "
-            "c=$(docker ps --no-trunc --filter label=io.provisioner.build=1 "
-            "--format '{{.Names}} {{.Command}}' "
-            "| awk '/compile/ {print $1; exit}'); "
-            'if [ -n "$c" ]; then sleep 0.5; docker kill "$c" >/dev/null && echo "$c"; exit 0; fi; '
+            "c=$(docker ps --filter label=io.provisioner.build=1 --format '{{.Names}}' | head -n 1); "
+            'if [ -n "$c" ] && docker top "$c" 2>/dev/null | grep -q "sleep 120"; then '
+            'docker kill "$c" >/dev/null && echo "$c"; exit 0; fi; '
             "sleep 0.1; done; exit 1"
         )
         killed.append(root_exec(deploy_box, script, check=False).strip())

@@ -4,6 +4,7 @@ against a fake docker module (no engine)."""
 import dataclasses
 import itertools
 import os
+import re
 import stat
 import subprocess
 import time
@@ -407,7 +408,7 @@ LIMITS = [
 ]  # fmt: skip
 
 
-def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
+def test_run_buildpacks_command_line(host_files, tmp_path, monkeypatch):
     streamed = []
     envs = []
 
@@ -417,8 +418,9 @@ def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
         return 0, ["ok"]
 
     monkeypatch.setattr(build.docker, "stream", stream)
-    src, cache, env, pack = (tmp_path / n for n in ("src", "cache", "env", "python"))
-    result = build.run_buildpack("compile", pack, src, cache, env, host_files, "shop.build.v3", print)
+    src, cache, env, out = (tmp_path / n for n in ("src", "cache", "env", "out"))
+    packs = [tmp_path / "python", tmp_path / "nodejs"]
+    result = build.run_buildpacks(packs, True, src, cache, env, out, host_files, "shop.build.v3", print)
     assert result == (0, ["ok"])
     (argv,) = streamed
     assert all(type(arg) is str for arg in argv)
@@ -441,7 +443,13 @@ def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
         "-v",
         f"{env}:/env:ro",
         "-v",
-        f"{pack}:/buildpack:ro",
+        f"{out}:/out",
+        "-v",
+        f"{tmp_path / 'driver'}:/provisioner-build:ro",
+        "-v",
+        f"{packs[0]}:/buildpacks/python:ro",
+        "-v",
+        f"{packs[1]}:/buildpacks/nodejs:ro",
         "-v",
         f"{host_files.ca_bundle}:{CA}:ro",
         "-v",
@@ -454,53 +462,104 @@ def test_run_buildpack_command_line(host_files, tmp_path, monkeypatch):
         "-e",
         "NO_PROXY",
         "--entrypoint",
-        "/buildpack/bin/compile",
+        "/provisioner-build",
         "provisioner/stack-build:test",
-        "/app",
-        "/cache",
-        "/env",
+        "--detect",
+        "/buildpacks/python",
+        "/buildpacks/nodejs",
     ]
     assert envs == [{"http_proxy": "http://proxy.internal:3128", "NO_PROXY": "localhost,.internal"}]
+    assert (tmp_path / "driver").read_text() == build.DRIVER
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
-def test_a_build_may_read_a_pip_conf_of_the_secrets_group(host_files, monkeypatch):
+def test_a_build_may_read_a_pip_conf_of_the_secrets_group(host_files, monkeypatch, tmp_path):
     """pip.conf is root:provisioner 0640 on a host: the build container gets that group, no other."""
     os.chown(host_files.pip_conf, 0, 4242)
     streamed = []
     monkeypatch.setattr(build.docker, "stream", lambda argv, say, env=None: streamed.append(argv) or (0, []))
-    build.run_buildpack(
-        "compile", Path("/bp"), Path("/s"), Path("/c"), Path("/e"), host_files, "shop.build.v3", print
+    build.run_buildpacks(
+        [Path("/bp")], False, Path("/s"), Path("/c"), Path("/e"), tmp_path / "out", host_files, "n", print
     )
     argv = streamed[0]
     user = argv.index("--user")
     assert argv[user + 2 : user + 4] == ["--group-add", "4242"] and argv.count("--group-add") == 1
 
 
-@pytest.mark.parametrize(("script", "args"), [("detect", "/app"), ("release", "/app")])
-def test_run_buildpack_command_line_without_host_files(bare_settings, monkeypatch, script, args):
+def test_run_buildpacks_command_line_without_host_files(bare_settings, monkeypatch, tmp_path):
     streamed = []
     monkeypatch.setattr(build.docker, "stream", lambda argv, say, env=None: streamed.append(argv) or (1, []))
-    build.run_buildpack(
-        script, Path("/bp/nodejs"), Path("/s"), Path("/c"), Path("/e"), bare_settings, "shop.build.v1", print
+    out = tmp_path / "out"
+    build.run_buildpacks(
+        [Path("/bp/nodejs")],
+        False,
+        Path("/s"),
+        Path("/c"),
+        Path("/e"),
+        out,
+        bare_settings,
+        "shop.build.v1",
+        print,
     )
     assert " ".join(streamed[0]) == (
         f"run --rm --name shop.build.v1 --user {os.getuid()}:{os.getgid()} "
         "--label io.provisioner.build=1 --workdir /app "
         f"{' '.join(LIMITS)} "
-        "-v /s:/app -v /c:/cache -v /e:/env:ro -v /bp/nodejs:/buildpack:ro "
+        f"-v /s:/app -v /c:/cache -v /e:/env:ro -v {out}:/out -v {tmp_path}/driver:/provisioner-build:ro "
+        "-v /bp/nodejs:/buildpacks/nodejs:ro "
         f"-e SSL_CERT_FILE={CA} -e PIP_CERT={CA} -e REQUESTS_CA_BUNDLE={CA} -e NODE_EXTRA_CA_CERTS={CA} "
         f"-e npm_config_cafile={CA} -e HOME=/tmp -e STACK=provisioner-bookworm "
-        f"--entrypoint /buildpack/bin/{script} provisioner/stack-build:test {args}"
+        "--entrypoint /provisioner-build provisioner/stack-build:test /buildpacks/nodejs"
     )
 
 
-def test_run_buildpack_knows_only_the_three_scripts(bare_settings, monkeypatch):
-    monkeypatch.setattr(build.docker, "stream", lambda argv, say: pytest.fail("ran"))
-    with pytest.raises(KeyError):
-        build.run_buildpack(
-            "test", Path("/bp"), Path("/s"), Path("/c"), Path("/e"), bare_settings, "n", print
+def test_the_driver_runs_the_build_steps_as_buildpacks_expect(tmp_path):
+    """The DRIVER script itself, run by sh with its paths moved under tmp_path: detection order, the
+    detected label, compile arguments, release output kept only when release succeeds, exit codes."""
+    root = tmp_path / "root"
+    for name, detect, release in (("python", 1, 0), ("nodejs", 0, 1), ("static", 0, 0)):
+        bin_dir = root / "buildpacks" / name / "bin"
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "detect").write_text(f"#!/bin/sh\necho '  {name.title()}  '\nexit {detect}\n")
+        (bin_dir / "compile").write_text(f'#!/bin/sh\necho compiling {name} "$@"\n')
+        (bin_dir / "release").write_text(f"#!/bin/sh\necho 'web: {name}'\nexit {release}\n")
+        for script in bin_dir.iterdir():
+            script.chmod(0o755)
+    for directory in ("app", "out", "cache", "env"):
+        (root / directory).mkdir()
+    driver = DRIVER_UNDER(root)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", driver, "driver", *args], capture_output=True, text=True, check=False
         )
+
+    packs = [f"{root}/buildpacks/{n}" for n in ("python", "nodejs", "static")]
+    first = run("--detect", *packs)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        "-----> Nodejs app detected",
+        f"compiling nodejs {root}/app {root}/cache {root}/env",
+    ]
+    assert (root / "out" / "detected").read_text().strip() == packs[1]
+    assert not (root / "out" / "release.nodejs").exists()  # its release failed: no defaults
+    for path in (root / "out").iterdir():
+        path.unlink()
+    every = run(packs[0], packs[2])  # custom buildpacks: no detection, each compiled and released
+    assert every.returncode == 0 and "compiling python" in every.stdout and "compiling static" in every.stdout
+    assert (root / "out" / "release.static").read_text() == "web: static\n"
+    assert (root / "out" / "compiling").read_text().strip() == packs[2]
+    for path in (root / "out").iterdir():
+        path.unlink()
+    assert run("--detect", packs[0]).returncode == build.NO_BUILDPACK
+
+
+def DRIVER_UNDER(root: Path) -> str:
+    """build.DRIVER with its container paths (/app, /out, /cache, /env) under root."""
+    text = build.DRIVER
+    for name in ("app", "out", "cache", "env"):
+        text = re.sub(rf"(?<![\w/]){'/' + name}\b", f"{root}/{name}", text)
+    return text
 
 
 # --- build_dockerfile --------------------------------------------------------------------------------------
@@ -634,9 +693,11 @@ class FakeBuildDocker:
     context: Path | None = None
     context_files: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # of the build image: the stack's versions
+    deps_present: bool = False  # an image of the app's dependencies exists already
+    builds: list[tuple[str, list[str]]] = field(default_factory=list)  # (Dockerfile, context files)
 
     def image_exists(self, ref):
-        return self.image_present
+        return self.deps_present if ":deps-" in ref else self.image_present
 
     def image_config(self, ref):
         return {"Labels": self.labels}
@@ -647,20 +708,49 @@ class FakeBuildDocker:
             self.context = Path(argv[-1])
             self.dockerfile = (self.context / "Dockerfile").read_text()
             self.context_files = tree(self.context)
+            self.builds.append((self.dockerfile, self.context_files))
             output = ["Successfully built"] if self.build_rc == 0 else ["no space left on device"]
             return self.build_rc, output
-        script = argv[argv.index("--entrypoint") + 1].removeprefix("/buildpack/bin/")
-        pack = mounts(argv)["/buildpack"].name
-        self.runs.append((script, pack))
-        if script == "compile":
-            envdir = mounts(argv)["/env"]
+        # The build container: what build.DRIVER does, with the answers given for each step.
+        assert argv[argv.index("--entrypoint") + 1] == "/provisioner-build"
+        mounted = mounts(argv)
+        out = mounted["/out"]
+        args = argv[argv.index("--entrypoint") + 3 :]
+        detect = args[:1] == ["--detect"]
+        packs = [mounted[a] for a in (args[1:] if detect else args)]
+
+        def step(script: str, pack: Path) -> tuple[int, list[str]]:
+            self.runs.append((script, pack.name))
+            default = self.answers.get((script, "*"), (1 if script == "detect" else 0, []))
+            return self.answers.get((script, pack.name), default)
+
+        if detect:
+            for pack in packs:
+                rc, lines = step("detect", pack)
+                if rc == 0:
+                    (out / "detected").write_text(f"/buildpacks/{pack.name}\n")
+                    say(f"-----> {(lines[-1].strip() if lines else '') or pack.name} app detected")
+                    packs = [pack]
+                    break
+            else:
+                return build.NO_BUILDPACK, []
+        tail: list[str] = []
+        for pack in packs:
+            (out / "compiling").write_text(f"/buildpacks/{pack.name}\n")
+            envdir = mounted["/env"]
             self.env_mode = stat.S_IMODE(envdir.stat().st_mode)
             self.env_files = {p.name: p.read_bytes() for p in envdir.iterdir()}
-        default = self.answers.get((script, "*"), (1 if script == "detect" else 0, []))
-        rc, lines = self.answers.get((script, pack), default)
-        for line in lines:
-            say(line)
-        return rc, lines[-20:]
+            rc, lines = step("compile", pack)
+            for line in lines:
+                say(line)
+            tail = [*tail, *lines][-20:]
+            if rc != 0:
+                return rc, tail
+            if (pack / "bin" / "release").is_file():
+                rc, lines = step("release", pack)
+                if rc == 0:
+                    (out / f"release.{pack.name}").write_text("\n".join(lines))
+        return 0, tail
 
 
 @pytest.fixture
@@ -757,6 +847,45 @@ def test_the_first_builtin_buildpack_that_detects_the_app_builds_it(fake_docker,
     assert mounts(run)["/app"] == source and mounts(run)["/cache"] == cache / "layers"
     assert run[run.index("--name") + 1] == "shop.build.v2"
     assert fake_docker.argvs[-1][:5] == ["build", "--pull=false", "-q", "-t", "provisioner-app/shop:v2"]
+
+
+def test_dependencies_get_an_image_of_their_own_and_the_app_image_only_the_code(
+    fake_docker, stack, monkeypatch
+):
+    settings, source, cache = stack
+    monkeypatch.setattr(build.docker, "image_id", lambda ref: "sha256:run")
+    (source / ".venv" / "bin").mkdir(parents=True)  # as the python buildpack's compile leaves it
+    (source / ".venv" / "bin" / "python").write_text("#!python\n")
+    fake_docker.answers = {("detect", "python"): (0, ["Python"])}
+    said: list[str] = []
+    result = build.build_buildpacks("shop", 2, source, {}, settings, cache, said.append)
+    (deps_file, deps_files), (code_file, code_files) = fake_docker.builds
+    assert deps_file.startswith("FROM provisioner/stack-run:test\n")
+    assert deps_files == ["Dockerfile", "app", "app/.venv", "app/.venv/bin", "app/.venv/bin/python"]
+    assert re.fullmatch(r"provisioner-app/shop:deps-[0-9a-f]{20}", result.base)
+    assert code_file.startswith(f"FROM {result.base}\n")
+    assert not any(".venv" in f for f in code_files) and "app/app.py" in code_files
+    assert (source / ".venv" / "bin" / "python").is_file()  # put back after the build
+    # The next build with the same dependencies reuses their image: one build, of the code.
+    fake_docker.builds.clear()
+    fake_docker.deps_present = True
+    again = build.build_buildpacks("shop", 3, source, {}, settings, cache, said.append)
+    assert again.base == result.base and len(fake_docker.builds) == 1
+    assert any("Dependencies unchanged" in line for line in said)
+
+
+def test_the_tree_signature_sees_changes_but_not_links_targets_contents(tmp_path):
+    root = tmp_path / ".venv"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "a.py").write_text("a = 1\n")
+    (root / "python").symlink_to("/usr/bin/python3")
+    first = build.tree_signature([root])
+    assert build.tree_signature([root]) == first
+    os.utime(root / "lib" / "a.py", ns=(1, 1))
+    assert build.tree_signature([root]) != first
+    touched = build.tree_signature([root])
+    (root / "lib" / "b.py").write_text("")
+    assert build.tree_signature([root]) != touched
 
 
 def test_a_silent_detect_names_the_buildpack(fake_docker, stack):
@@ -868,7 +997,9 @@ def test_a_buildpack_url_is_cloned_and_compiled_without_detection(fake_docker, s
     said = []
     settings = dataclasses.replace(settings, buildpack_file_dir=str(tmp_path))
     result = build.build_buildpacks("shop", 1, source, {"BUILDPACK_URL": url}, settings, cache, said.append)
-    clone = mounts(fake_docker.argvs[0])["/buildpack"]
+    clone = next(
+        path for mount, path in mounts(fake_docker.argvs[0]).items() if mount.startswith("/buildpacks/")
+    )
     assert fake_docker.runs == [("compile", clone.name), ("release", clone.name)]
     assert clone.parent == cache / "buildpacks"
     assert (clone / "bin" / "compile").read_text() == "#!/bin/sh\necho compiled\n"
@@ -946,7 +1077,7 @@ def test_buildpack_scripts_are_made_executable_but_never_through_a_link(tmp_path
     assert os.access(pack / "lib" / "compile.sh", os.X_OK) and os.access(pack / "bin" / "release", os.X_OK)
 
 
-def test_a_build_step_that_runs_too_long_is_killed(bare_settings, monkeypatch):
+def test_a_build_step_that_runs_too_long_is_killed(bare_settings, monkeypatch, tmp_path):
     import time as time_module
 
     killed = []
@@ -959,8 +1090,16 @@ def test_a_build_step_that_runs_too_long_is_killed(bare_settings, monkeypatch):
     monkeypatch.setattr(build.docker, "stream", slow_stream)
     settings = dataclasses.replace(bare_settings, build_timeout=0.1)
     said = []
-    rc, _ = build.run_buildpack(
-        "compile", Path("/bp/x"), Path("/s"), Path("/c"), Path("/e"), settings, "shop.build.v9", said.append
+    rc, _ = build.run_buildpacks(
+        [Path("/bp/x")],
+        False,
+        Path("/s"),
+        Path("/c"),
+        Path("/e"),
+        tmp_path / "out",
+        settings,
+        "shop.build.v9",
+        said.append,
     )
     assert rc == 137 and killed == [["docker", "kill", "shop.build.v9"]]
     assert said == [" !     the build ran longer than 0.1 s (receiver_build_timeout): stopping it"]

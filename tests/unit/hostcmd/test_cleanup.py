@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import time
 
@@ -35,6 +36,15 @@ def test_images_of_kept_releases_and_running_containers_stay():
     assert cleanup.images_to_remove(images, releases, kept, {"provisioner-app/a:v1"}) == [
         "provisioner-app/a:v9"
     ]
+
+
+def test_the_dependency_image_of_a_kept_release_stays():
+    old, new = (
+        dataclasses.replace(rel(v, f"provisioner-app/a:v{v}"), base_image=f"provisioner-app/a:deps-{v}")
+        for v in (1, 2)
+    )
+    images = [old.image, old.base_image, new.image, new.base_image]
+    assert cleanup.images_to_remove(images, [old, new], [2], set()) == [old.base_image, old.image]
 
 
 def test_only_old_work_directories_of_this_user_are_stale(tmp_path):

@@ -394,11 +394,12 @@ def choose_stack(source: Path, settings: Settings, say: Say) -> runtime.Stack:
 DEPENDENCY_DIRS = (".venv", "node_modules", ".heroku")
 
 
-def tree_signature(roots: list[Path]) -> str:
-    """A digest of the names, types, modes, sizes, mtimes and link targets under these directories: what
-    make and git's index judge a file unchanged by (the buildpacks copy a reused virtualenv with cp -a)."""
+def tree_signature(roots: list[tuple[str, Path]]) -> str:
+    """A digest of the names, types, modes, sizes, mtimes and link targets under these directories (each
+    under its name): what make and git's index judge a file unchanged by (the buildpacks keep a reused
+    virtualenv's files as they were: cp -a, or a link to the cache)."""
     digest = hashlib.sha256()
-    stack = [(root, root.name) for root in reversed(roots)]
+    stack = [(root, name) for name, root in reversed(roots)]
     while stack:
         path, rel = stack.pop()
         entries = sorted(os.scandir(path), key=lambda e: e.name, reverse=True)
@@ -423,27 +424,50 @@ def image_layer(context: Path, base: str, tag: str) -> None:
         raise failure("building the app image failed", rc, tail)
 
 
-def dependency_image(app: str, source: Path, work: Path, settings: Settings, say: Say) -> str:
+def dependency_dirs(source: Path, cache: Path) -> list[tuple[str, Path]]:
+    """The app's dependency directories (DEPENDENCY_DIRS) as (name, where they are on the host): in the
+    built tree, or in the build cache, where a buildpack may link one it reused (a link to
+    /cache/..., the build container's name for `cache`). A link anywhere else is not followed."""
+    found: list[tuple[str, Path]] = []
+    for name in DEPENDENCY_DIRS:
+        path = source / name
+        if path.is_symlink():
+            target = os.readlink(path)
+            if not target.startswith("/cache/"):
+                continue
+            real = (cache / target.removeprefix("/cache/")).resolve()
+            if real.is_relative_to(cache.resolve()) and real.is_dir():
+                found.append((name, real))
+        elif path.is_dir():
+            found.append((name, path))
+    return found
+
+
+def dependency_image(app: str, source: Path, cache: Path, work: Path, settings: Settings, say: Say) -> str:
     """The image the app image is built on: the run image, or an image of the app's dependency
     directories on it (DEPENDENCY_DIRS), made when they changed and reused while they did not."""
-    found = [source / d for d in DEPENDENCY_DIRS if (source / d).is_dir() and not (source / d).is_symlink()]
+    found = dependency_dirs(source, cache)
     if not found:
         return settings.run_image
     run_id = docker.image_id(settings.run_image)
     signature = hashlib.sha256(f"{run_id}\n{tree_signature(found)}".encode()).hexdigest()
     tag = docker.deps_image(app, signature[:20])
     if docker.image_exists(tag):
-        say(f"       Dependencies unchanged: reusing their image layer ({', '.join(p.name for p in found)})")
+        say(f"       Dependencies unchanged: reusing their image layer ({', '.join(n for n, _ in found)})")
         return tag
     deps = work / "deps" / "app"
     deps.mkdir(parents=True)
-    for path in found:
-        path.rename(deps / path.name)  # the same file system: nothing is copied
+    for name, path in found:
+        if path.parent == source:
+            path.rename(deps / name)  # the same file system: nothing is copied
+        else:
+            shutil.copytree(path, deps / name, symlinks=True)  # from the cache, where it stays
     try:
         image_layer(work / "deps", settings.run_image, tag)
     finally:
-        for path in found:
-            (deps / path.name).rename(path)
+        for name, path in found:
+            if path.parent == source:
+                (deps / name).rename(path)
     return tag
 
 
@@ -485,7 +509,7 @@ def build_buildpacks(
             defaults.update(procfile.parse_release_yaml(tree.read(out, f"release.{pack.name}") or ""))
         image = docker.app_image(app, version)
         say("-----> Building the app image")
-        base = dependency_image(app, source, work, settings, say)
+        base = dependency_image(app, source, layer, work, settings, say)
         code = work / "context"
         code.mkdir()
         shutil.copytree(  # the code only: the dependencies are in the base image

@@ -874,18 +874,43 @@ def test_dependencies_get_an_image_of_their_own_and_the_app_image_only_the_code(
     assert any("Dependencies unchanged" in line for line in said)
 
 
+def test_a_virtualenv_linked_to_the_build_cache_is_layered_from_there(fake_docker, stack, monkeypatch):
+    """The python buildpack links a reused virtualenv to /cache/python/venv instead of copying it."""
+    settings, source, cache = stack
+    monkeypatch.setattr(build.docker, "image_id", lambda ref: "sha256:run")
+    venv = cache / "layers" / "python" / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("#!python\n")
+    (source / ".venv").symlink_to("/cache/python/venv")
+    fake_docker.answers = {("detect", "python"): (0, ["Python"])}
+    result = build.build_buildpacks("shop", 2, source, {}, settings, cache, print)
+    (_, deps_files), (code_file, code_files) = fake_docker.builds
+    assert "app/.venv/bin/python" in deps_files and code_file.startswith(f"FROM {result.base}\n")
+    assert not any(".venv" in f for f in code_files)
+    assert (venv / "bin" / "python").is_file() and (source / ".venv").is_symlink()  # the cache stays
+
+
+@pytest.mark.parametrize("target", ["/etc", "/cache/../../..", "/cache/missing", "relative/venv"])
+def test_a_dependency_link_out_of_the_cache_is_not_followed(tmp_path, target):
+    source, cache = tmp_path / "src", tmp_path / "cache"
+    source.mkdir()
+    (cache / "python").mkdir(parents=True)
+    (source / ".venv").symlink_to(target)
+    assert build.dependency_dirs(source, cache) == []
+
+
 def test_the_tree_signature_sees_changes_but_not_links_targets_contents(tmp_path):
     root = tmp_path / ".venv"
     (root / "lib").mkdir(parents=True)
     (root / "lib" / "a.py").write_text("a = 1\n")
     (root / "python").symlink_to("/usr/bin/python3")
-    first = build.tree_signature([root])
-    assert build.tree_signature([root]) == first
+    first = build.tree_signature([(".venv", root)])
+    assert build.tree_signature([(".venv", root)]) == first
     os.utime(root / "lib" / "a.py", ns=(1, 1))
-    assert build.tree_signature([root]) != first
-    touched = build.tree_signature([root])
+    assert build.tree_signature([(".venv", root)]) != first
+    touched = build.tree_signature([(".venv", root)])
     (root / "lib" / "b.py").write_text("")
-    assert build.tree_signature([root]) != touched
+    assert build.tree_signature([(".venv", root)]) != touched
 
 
 def test_a_silent_detect_names_the_buildpack(fake_docker, stack):

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs what provisioner needs on a Debian/Ubuntu controller, idempotently:
-# Docker engine (started when none answers), debootstrap, ssh, git, pebble (the HTTPS tests' ACME server),
-# a Python >= 3.11 venv in .venv.
+# Installs what provisioner needs on a Debian/Ubuntu controller, idempotently: Docker engine (started when
+# none answers), debootstrap, ssh, git, a Python >= 3.11 venv in .venv with provisioner.
+# With --test (scripts/test.sh) also what only the tests use: vagrant and vagrant-libvirt (the Vagrantfile's
+# test), pebble (the HTTPS tests' ACME server), and the test tools (pytest, ruff, mypy, yamllint,
+# ansible-lint). The demo installs none of these.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests=false
+[ "${1:-}" = --test ] && tests=true
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -18,9 +22,11 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v git >/dev/null || need+=(git)
 command -v tar >/dev/null || need+=(tar)
 command -v curl >/dev/null || need+=(curl)
-command -v vagrant >/dev/null || need+=(vagrant)   # for the Vagrantfile and its test (docker provider)
-dpkg -s vagrant-libvirt >/dev/null 2>&1 || need+=(vagrant-libvirt)   # to validate the libvirt block
-command -v pebble >/dev/null || need+=(pebble)   # a real ACME server for the HTTPS tests
+if $tests; then
+  command -v vagrant >/dev/null || need+=(vagrant)   # for the Vagrantfile and its test (docker provider)
+  dpkg -s vagrant-libvirt >/dev/null 2>&1 || need+=(vagrant-libvirt)   # to validate the libvirt block
+  command -v pebble >/dev/null || need+=(pebble)   # a real ACME server for the HTTPS tests
+fi
 python_ok || need+=(python3 python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing ${need[*]}"
@@ -45,9 +51,13 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   python3 -m venv .venv
 fi
-stamp=.venv/.provisioner-installed
+if $tests; then
+  stamp=.venv/.provisioner-installed-test what="provisioner and its test tools" spec='.[test]'
+else
+  stamp=.venv/.provisioner-installed what="provisioner" spec='.'
+fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing provisioner and its test tools into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  say "installing $what into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e "$spec"
   touch "$stamp"
 fi

@@ -3,5 +3,5 @@
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/unit`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 exec .venv/bin/pytest "$@"

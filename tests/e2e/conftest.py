@@ -144,7 +144,7 @@ def test_ca(tmp_path_factory):
 def pebble(docker_client, tmp_path_factory) -> Iterator[pebble_server.Pebble]:
     """A real ACME server (Debian's pebble) for the session; hosts are provisioned to use it."""
     if not pebble_server.Pebble.available():
-        pytest.fail("pebble is not installed: run scripts/setup.sh (it installs Debian's pebble package)")
+        pytest.fail("pebble is not installed: run scripts/setup.sh --test (it installs the pebble package)")
     server = pebble_server.started(tmp_path_factory.mktemp("pebble"), docker_client)
     yield server
     server.stop()

@@ -20,7 +20,7 @@ from tests.e2e.conftest import APPS, get
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
-        shutil.which("vagrant") is None, reason="vagrant is not installed (scripts/setup.sh installs it)"
+        shutil.which("vagrant") is None, reason="vagrant is missing (scripts/setup.sh --test installs it)"
     ),
 ]
 

@@ -108,10 +108,15 @@ def build_args(settings: Settings) -> list[str]:
     return args
 
 
+def build_cpus(settings: Settings) -> float:
+    """The CPUs a build may use: receiver_build_cpus, at most the host's."""
+    return min(float(settings.build_cpus), float(os.cpu_count() or 1))
+
+
 def dockerfile_limits(settings: Settings) -> list[str]:
     """Memory and CPUs of a Dockerfile's RUN steps. Docker's classic builder applies them; BuildKit (the
     default from Docker 23) does not, so there only the time limit holds (docs/architecture.md)."""
-    cpus = min(float(settings.build_cpus), float(os.cpu_count() or 1))
+    cpus = build_cpus(settings)
     return [
         "--memory", settings.build_memory,
         "--cpu-period", "100000",
@@ -242,7 +247,7 @@ def container_env(settings: Settings) -> list[str]:
 def limits(settings: Settings) -> list[str]:
     """What a build container may do: no new privileges, no capabilities (it runs as the deploy user),
     and bounded processes, memory and CPUs."""
-    cpus = min(float(settings.build_cpus), float(os.cpu_count() or 1))
+    cpus = build_cpus(settings)
     return [
         "--security-opt", "no-new-privileges",
         "--cap-drop", "ALL",

@@ -4,10 +4,12 @@ line), and the docker CLI for streaming work (build, logs)."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import socket
 import subprocess
+import tarfile
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -34,8 +36,14 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 def api(
-    method: str, path: str, body: Any = None, query: dict[str, Any] | None = None, timeout: float = 120
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, Any] | None = None,
+    timeout: float = 120,
+    raw: bool = False,
 ) -> Any:
+    """The engine's answer, parsed from JSON (raw: its bytes as they are, e.g. a tar archive)."""
     if query:
         path = f"{path}?{urllib.parse.urlencode(query)}"
     conn = _UnixConnection(SOCKET, timeout)
@@ -57,6 +65,8 @@ def api(
         text = data.decode(errors="replace")
         message = str(parsed.get("message", text)) if isinstance(parsed, dict) else text
         raise DockerError(f"docker: {message.strip()}")
+    if raw:
+        return data
     if not data:
         return None
     try:
@@ -85,6 +95,28 @@ def image_exists(ref: str) -> bool:
 
 def image_config(ref: str) -> dict[str, Any]:
     return dict(api("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json").get("Config") or {})
+
+
+def image_file(ref: str, path: str, limit: int = 1024 * 1024) -> bytes | None:
+    """A regular file of an image (e.g. /etc/passwd), read through a container that is created, never
+    started, and removed; None when the image has no such regular file (or it is larger than limit)."""
+    created = api("POST", "/containers/create", {"Image": ref, "Entrypoint": ["/nonexistent"], "Cmd": []})
+    try:
+        try:
+            data = api("GET", f"/containers/{created['Id']}/archive", query={"path": path}, raw=True)
+        except DockerError:
+            return None
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                member = tar.next()
+                if member is None or not member.isreg() or member.size > limit:
+                    return None
+                fh = tar.extractfile(member)
+                return fh.read() if fh else None
+        except tarfile.TarError:
+            return None
+    finally:
+        api("DELETE", f"/containers/{created['Id']}", query={"force": 1})
 
 
 def containers(labels: dict[str, str], all_: bool = True) -> list[dict[str, Any]]:

@@ -11,6 +11,13 @@ LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 RELEASE_RE = re.compile(r"^v?([1-9][0-9]{0,8})$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 BRANCH_RE = re.compile(r"^refs/heads/[A-Za-z0-9._/-]{1,200}$")
+STORAGE_RE = APP_RE  # a storage directory's name: the same rule as an app's
+# A container path: absolute, in portable characters only (it is data for the engine's API, but a later
+# scheduler may have to write it into a --mount option, where ',' and '=' have meanings).
+CONTAINER_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9._@+-]+)+$")
+CONTAINER_PATH_MAX = 200
+# The kernel's and the engine's own file systems in a container: never hidden under a mount.
+RESERVED_PATHS = ("/proc", "/sys", "/dev")
 
 
 class NameError_(ValueError):
@@ -77,3 +84,31 @@ def ref(text: str) -> str:
     if not BRANCH_RE.fullmatch(text or "") or ".." in text or text.endswith((".lock", "/", ".")):
         raise NameError_(f"invalid git ref {text!r}")
     return text
+
+
+def storage(name: str) -> str:
+    if not STORAGE_RE.fullmatch(name or ""):
+        raise NameError_(
+            f"invalid storage name {name!r}: use 1-30 lowercase letters, digits and '-', starting with a "
+            "letter (a name, not a host path: the directory is made under the host's storage directory)"
+        )
+    return name
+
+
+def container_path(path: str) -> str:
+    """An absolute, normalised path inside a container; not /, nor under /proc, /sys or /dev."""
+    shown = repr(path if len(path or "") <= 60 else path[:60] + "...")
+    if path == "/":
+        raise NameError_("invalid container path '/': a mount cannot hide the container's whole file system")
+    if len(path or "") > CONTAINER_PATH_MAX:
+        raise NameError_(f"invalid container path {shown}: at most {CONTAINER_PATH_MAX} characters")
+    if not CONTAINER_PATH_RE.fullmatch(path or ""):
+        raise NameError_(
+            f"invalid container path {shown}: expected an absolute path such as /app/data, of letters, "
+            "digits and . _ - @ + only"
+        )
+    if any(part in (".", "..") for part in path.split("/")):
+        raise NameError_(f"invalid container path {shown}: no '.' or '..' components")
+    if any(path == top or path.startswith(top + "/") for top in RESERVED_PATHS):
+        raise NameError_(f"invalid container path {shown}: /proc, /sys and /dev belong to the container")
+    return path

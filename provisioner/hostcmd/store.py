@@ -1,4 +1,5 @@
-"""An app's state on disk: repository, config vars (0600), releases, scale, domains, and its lock."""
+"""An app's state on disk: repository, config vars (0600), releases, scale, domains, storage mounts
+and its lock."""
 
 from __future__ import annotations
 
@@ -238,6 +239,13 @@ class App:
 
     def all_domains(self) -> list[str]:
         return all_domains(self.settings, self.name, self.domains())
+
+    # -- storage mounts (storage.py): storage name -> the path its processes see it at --------------------
+    def mounts(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in read_json(self.dir / "storage.json", {}).items()}
+
+    def set_mounts(self, mounts: dict[str, str]) -> None:
+        write_json(self.dir / "storage.json", mounts, 0o644)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def create(self, init_repo: Callable[[Path], None]) -> None:

@@ -43,17 +43,30 @@ def config_show(settings: Settings, args: list[str]) -> None:
         out(f"{key}={value}")
 
 
+def locked_change(
+    app: App, store: Callable[[], None], headline: str, description: str, restart: bool
+) -> None:
+    """A stored setting of the app changed under its lock (store), then (unless --no-restart) the current
+    release again with it, zero downtime: config vars, storage mounts."""
+    with app.lock(say=err):
+        store()
+        err(f"-----> {headline}")
+        if restart:
+            redeploy(app, err, description)
+
+
 def edit(
     app: App, verb: str, keys: list[str], restart: bool, change: Callable[[dict[str, str]], None]
 ) -> None:
     """Change the stored config under the app's lock, then (unless --no-restart) publish it."""
-    with app.lock(say=err):
+
+    def store() -> None:
         config = app.config()
         change(config)
         app.set_config(config)
-        err(f"-----> {verb.capitalize()} {', '.join(keys)} on {app.name}")
-        if restart:
-            redeploy(app, err, f"config:{verb} {', '.join(keys)}")
+
+    what = ", ".join(keys)
+    locked_change(app, store, f"{verb.capitalize()} {what} on {app.name}", f"config:{verb} {what}", restart)
 
 
 def words_and_restart(settings: Settings, args: list[str], usage: str) -> tuple[App, list[str], bool]:

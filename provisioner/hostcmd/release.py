@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import docker, nginx, resources, session, tls
+from . import docker, nginx, resources, session, storage, tls
 from .procfile import HealthCheck
 from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler, memory_bytes
 from .store import App, Release
@@ -187,6 +187,7 @@ def process_spec(app: App, release: Release, process: str, index: int, command: 
         memory=memory,
         cpus=limits.cpus,
         pids=limits.pids,
+        mounts=storage.mounts(app),
     )
 
 
@@ -234,6 +235,10 @@ def activate(
     settings = app.settings
     processes = release.processes
     limits_of(app, release)  # a bad MEMORY_LIMIT is one clear error before anything runs
+    try:
+        storage.prepare(app, release)  # the app's storage directories, before its first process
+    except (storage.StorageError, docker.DockerError) as exc:
+        raise ReleaseError(f"storage: {exc}") from None
     scale = app.scale()
     if scale.get("web", 0) > 0 and "web" not in processes:
         raise ReleaseError("no 'web' process: add a Procfile with 'web: <command>' (or scale web=0)")

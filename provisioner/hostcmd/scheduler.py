@@ -18,6 +18,15 @@ LABEL = "io.provisioner.app"
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host directory every process of the app sees at target (Docker's bind mount; a Swarm service's
+    mount of type bind later)."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     app: str
     process: str
@@ -30,6 +39,7 @@ class ProcessSpec:
     memory: str = "512m"
     cpus: float = 0.0  # 0: no CPU limit
     pids: int = 512
+    mounts: tuple[Mount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,8 @@ class LocalDocker:
         }
         if spec.cpus > 0:
             host["NanoCpus"] = int(spec.cpus * 1e9)
+        if spec.mounts:
+            host["Mounts"] = [{"Type": "bind", "Source": m.source, "Target": m.target} for m in spec.mounts]
         body: dict[str, object] = {"Image": spec.image, "Labels": self._labels(spec), "HostConfig": host}
         if spec.port:
             env["PORT"] = str(spec.port)

@@ -47,6 +47,8 @@ class Settings:
     build_min_free_mb: int = 1024  # receiver_build_min_free_mb
     buildpack_file_dir: str = ""  # receiver_buildpack_file_dir
     keys_dir: str = "/etc/provisioner/deploy-keys"  # receiver_keys_dir
+    storage_dir: str = "/var/lib/provisioner/storage"  # receiver_storage_dir
+    storage_tool: str = "/usr/local/sbin/provisioner-storage"  # receiver_storage_tool
     tls_dir: str = "/var/lib/provisioner/tls"  # tls_dir
     acme_server: str = "https://acme-v02.api.letsencrypt.org/directory"  # tls_acme_server
     acme_email: str = ""  # tls_acme_email

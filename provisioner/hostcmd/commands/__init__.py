@@ -6,10 +6,34 @@ from __future__ import annotations
 import dataclasses
 
 from ..settings import Settings
-from . import apps, certs, config, domains, letsencrypt, logs, maintenance, ps, releases, resources
+from . import (
+    apps,
+    certs,
+    config,
+    domains,
+    letsencrypt,
+    logs,
+    maintenance,
+    ps,
+    releases,
+    resources,
+    storage,
+)
 from .base import Command, UserError
 
-TOPICS = (apps, config, logs, ps, resources, releases, domains, certs, letsencrypt, maintenance)
+TOPICS = (
+    apps,
+    config,
+    logs,
+    ps,
+    resources,
+    releases,
+    domains,
+    certs,
+    letsencrypt,
+    maintenance,
+    storage,
+)
 TABLE: tuple[Command, ...] = tuple(cmd for topic in TOPICS for cmd in topic.COMMANDS)
 BY_NAME: dict[str, Command] = {name: cmd for cmd in TABLE for name in (cmd.name, *cmd.aliases)}
 

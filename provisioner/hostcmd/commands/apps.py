@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import acme, docker, nginx, repo
+from .. import acme, docker, nginx, repo, storage
 from ..scheduler import LocalDocker
 from ..settings import Settings
 from ..store import list_apps
 from . import base
-from .base import Command, UserError, app_arg, no_extra, out
+from .base import Command, UserError, app_arg, flags, no_extra, out
 
 
 def apps_list(settings: Settings, args: list[str]) -> None:
@@ -29,8 +29,10 @@ def apps_create(settings: Settings, args: list[str]) -> None:
 
 
 def apps_destroy(settings: Settings, args: list[str]) -> None:
-    app = app_arg(settings, args, "apps:destroy APP --force")
-    if args[1:] != ["--force"]:
+    app = app_arg(settings, args, "apps:destroy APP --force [--purge-storage]")
+    extra, seen = flags(args[1:], "--force", "--purge-storage")
+    no_extra(extra, "apps:destroy APP --force [--purge-storage]")
+    if "--force" not in seen:
         raise UserError(f"this removes {app.name} and its data for good: run apps:destroy {app.name} --force")
     sched = LocalDocker()
     with app.lock():
@@ -41,8 +43,22 @@ def apps_destroy(settings: Settings, args: list[str]) -> None:
         for tag in docker.app_images().get(app.name, []):
             docker.remove_image(tag, force=True)
         acme.forget(settings, app.name)
+        mounts = sorted(app.mounts())
+        # Its storage only with --purge-storage (its processes are gone): else a new app of this name
+        # mounts the same directories again.
+        purged = storage.purge(settings, app.name) if "--purge-storage" in seen else None
         app.destroy()
     out(f"destroyed {app.name}")
+    where = f"{settings.storage_dir}/{app.name}"
+    if purged is not None:
+        out(f"removed its storage ({where})" if purged else f"{app.name} had no storage to remove")
+    elif mounts:
+        out(
+            f"kept its storage {', '.join(mounts)} in {where}: a new app {app.name} mounts it again "
+            "(remove it with apps:destroy APP --force --purge-storage)"
+        )
+    else:
+        out(f"no storage mounted; any storage of an earlier {app.name} in {where} is kept")
 
 
 COMMANDS = [
@@ -50,8 +66,8 @@ COMMANDS = [
     Command("apps:create", "APP", "create an app (a first push does this too)", apps_create),
     Command(
         "apps:destroy",
-        "APP --force",
-        "remove an app: processes, images, vhost, repository, config",
+        "APP --force [--purge-storage]",
+        "remove an app: processes, images, vhost, repository, config (storage only with --purge-storage)",
         apps_destroy,
     ),
 ]

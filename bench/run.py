@@ -14,6 +14,8 @@ bench/results/latest.md and bench/results/latest.svg (each figure against its ta
     host_restart  `docker restart` of the host until the app answers again, seconds
     multi_host    4 fresh hosts in one `up`, as a multiple of cold_up
     fresh_demo    `git clone` of this repository + the README's first command until the app answers, seconds
+    postgres_first   the first `postgres:create` on a fresh host (its image is built) until a query answers
+    postgres_create  a second `postgres:create` until a query answers, seconds
 
 The sandboxes are named bench-*; leftovers of an earlier run are replaced.
 """
@@ -55,6 +57,9 @@ FIGURES: dict[str, tuple[str, str, float]] = {
     "host_restart": ("the app answering after a host restart", "s", 3.0),
     "multi_host": ("4 fresh hosts in one `up` vs 1 host", "x", 2.5),
     "fresh_demo": ("`git clone` + the README's first command -> sample app served", "s", 180.0),
+    # Targets of our own (the databases issue names the figure, not a target).
+    "postgres_first": ("first `postgres:create` on a host (image built) -> first query", "s", 30.0),
+    "postgres_create": ("`postgres:create` -> first query", "s", 5.0),
 }
 
 
@@ -189,7 +194,10 @@ def under_load(app: App, action: Callable[[], float]) -> tuple[float, int, float
 
 def one_run(only: set[str], workdir: Path) -> dict[str, float]:
     got: dict[str, float] = {}
-    need_host = only & {"cold_up", "noop_up", "first_push", "redeploy", "host_restart", "multi_host"}
+    need_host = only & {
+        "cold_up", "noop_up", "first_push", "redeploy", "host_restart", "multi_host", "postgres_first",
+        "postgres_create",
+    }  # fmt: skip
     if need_host:
         box = fresh("bench-1")
         got["cold_up"] = timed_up(box.name)
@@ -206,6 +214,9 @@ def one_run(only: set[str], workdir: Path) -> dict[str, float]:
                 subprocess.run(["docker", "restart", sandbox.container_name(box.name)], check=True)
                 version = app.version
                 got["host_restart"] = wait_for(lambda: app.serves(version), limit=300)
+        if only & {"postgres_first", "postgres_create"}:
+            got["postgres_first"] = postgres_create(box, "benchdb1")
+            got["postgres_create"] = postgres_create(box, "benchdb2")
         sandbox.destroy(box.name)
     if "multi_host" in only:
         boxes = [fresh(f"bench-m{i}") for i in range(1, 5)]
@@ -215,6 +226,25 @@ def one_run(only: set[str], workdir: Path) -> dict[str, float]:
     if "fresh_demo" in only:
         got["fresh_demo"] = fresh_demo(workdir)
     return {k: v for k, v in got.items() if k in only}
+
+
+def postgres_create(box: sandbox.Sandbox, name: str) -> float:
+    """`ssh deploy@HOST postgres:create NAME` until a query on the new database answers, seconds."""
+    query = ["docker", "exec", "-u", "postgres", f"provisioner-postgres-{name}"]
+    query += ["psql", "-h", "/run/postgresql", "-d", name, "-tAc", "SELECT 1"]
+    started = time.monotonic()
+    created = subprocess.run(
+        sandbox.ssh_argv(box, [f"postgres:create {name}"], user="deploy"), capture_output=True, text=True
+    )
+    if created.returncode != 0:
+        sys.exit(f"postgres:create {name} failed: {created.stderr[-1000:]}")
+
+    def answers() -> bool:
+        proc = subprocess.run(sandbox.ssh_argv(box, query), capture_output=True, text=True, check=False)
+        return proc.stdout.strip() == "1"
+
+    wait_for(answers, limit=120)
+    return time.monotonic() - started
 
 
 def fresh_demo(workdir: Path) -> float:

@@ -171,7 +171,10 @@ def with_up_options(func: F) -> F:
 @click.option(
     "--tags",
     multiple=True,
-    help="Only these roles (base, security, docker, nginx, git, buildpacks, receiver, tls); repeatable.",
+    help=(
+        "Only these roles (base, security, docker, nginx, git, buildpacks, receiver, services, tls); "
+        "repeatable."
+    ),
 )
 @click.option(
     "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust."

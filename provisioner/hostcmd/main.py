@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import build, commands, keys, names, nginx, procfile, release, repo, session, tree
+from . import build, commands, keys, names, nginx, procfile, release, repo, services, session, tree
 from .commands import base
 from .commands.base import UserError, err, out
 from .deploy import deploy, reconcile
@@ -35,6 +35,7 @@ REFUSALS = (
     procfile.ProcfileError,
     tree.TreeError,
     StoreError,
+    services.ServiceError,
 )
 
 # --- git ------------------------------------------------------------------------------------------------

@@ -116,6 +116,10 @@ class LocalDocker:
         self._networks.add(name)
         return name
 
+    def network(self, app: str) -> str:
+        """The app's network (created when missing): backing services linked to the app join it."""
+        return self._network(app)
+
     def _labels(self, spec: ProcessSpec) -> dict[str, str]:
         return {
             LABEL: spec.app,

@@ -1,7 +1,8 @@
 """Host settings written by the roles, read by the host program and by `provisioner verify` alike.
 
-/etc/provisioner/host.json (base role: the apps domain), deploy.json (receiver role) and tls.json (tls role:
-certificates and the ACME server).
+/etc/provisioner/host.json (base role: the apps domain), deploy.json (receiver role), tls.json (tls role:
+certificates and the ACME server) and services.json (services role: the backing services' versions and
+limits).
 Each field's default here is the role default of the variable that sets it (the role templates name the
 variable of each key); tests/unit/test_settings_agree.py fails when the two disagree.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(os.environ.get("PROVISIONER_HOST_CONFIG_DIR", "/etc/provisioner"))
-FILES = ("host.json", "deploy.json", "tls.json")  # later files win
+FILES = ("host.json", "deploy.json", "tls.json", "services.json")  # later files win
 PROGRAM = "/usr/local/bin/provisioner-host"  # the deploy user's forced command (receiver_program)
 
 
@@ -53,6 +54,11 @@ class Settings:
     acme_server: str = "https://acme-v02.api.letsencrypt.org/directory"  # tls_acme_server
     acme_email: str = ""  # tls_acme_email
     acme_renew_days: int = 30  # tls_acme_renew_days
+    backup_keep: int = 7  # receiver_backup_keep
+    services_dir: str = "/var/lib/provisioner/services"  # services_dir
+    postgres_version: str = "15"  # services_postgres_version
+    postgres_memory: str = "512m"  # services_postgres_memory
+    redis_memory: str = "256m"  # services_redis_memory
     # Written by the base role at fixed paths (not settings of their own).
     ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
     pip_conf: str = "/etc/pip.conf"

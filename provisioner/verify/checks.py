@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from typing import Any
 
 import pytest
 
-from provisioner.hostcmd import tls
+from provisioner.hostcmd import services, tls
 from provisioner.hostcmd.keys import FORCED
 from provisioner.hostcmd.settings import CONFIG_DIR, PROGRAM, Settings
 from provisioner.hostcmd.store import all_domains
@@ -35,12 +36,14 @@ TITLES = {
     "deploy_keys_restricted": "deploy keys carry the forced command",
     "host_program": "host program and hooks installed",
     "stack_images": "stack images present",
+    "backing_services": "databases running and answering",
     "extra_ca_trusted": "extra CAs trusted",
     "disk_free": "free disk",
     "apps_serving": "deployed apps serving",
     "certificates": "certificates valid and renewing",
 }
 RENEW_TIMER = "provisioner-certs-renew.timer"  # the tls role's
+BACKUP_TIMER = "provisioner-backup.timer"  # the services role's
 WARN_DAYS = 14
 
 
@@ -314,6 +317,30 @@ def test_stack_images(host: Any) -> None:
         img for img in (data.run_image, data.build_image) if host.run("docker image inspect %s", img).rc != 0
     ]
     assert not missing, f"missing: {', '.join(missing)}"
+
+
+def test_backing_services(host: Any) -> None:
+    """Every Postgres and Redis service (postgres:create, redis:create) runs and answers, and the nightly
+    backup timer is enabled."""
+    data = settings(host)
+    problems: list[str] = []
+    enabled = host.run("systemctl is-enabled %s", BACKUP_TIMER).stdout.strip()
+    if enabled != "enabled":
+        problems.append(f"the backup timer {BACKUP_TIMER} is {enabled or 'missing'} (run provisioner up)")
+    for kind in services.KINDS.values():
+        base = f"{data.services_dir}/{kind.name}"
+        for name in host.run("ls %s 2>/dev/null", base).stdout.split():
+            record = host.file(f"{base}/{name}/service.json")
+            if not services.SERVICE_RE.fullmatch(name) or not record.exists:
+                continue
+            service = services.Service(data, kind, name)
+            state = host.run("docker inspect -f '{{.State.Status}}' %s", service.container).stdout.strip()
+            version = str(json.loads(record.content_string).get("version", ""))
+            if state != "running":
+                problems.append(f"{kind.name} {name} is {state or 'missing'}")
+            elif host.run(shlex.join(services.ping_argv(kind, service.container, version))).rc != 0:
+                problems.append(f"{kind.name} {name} runs but does not answer")
+    assert not problems, "; ".join(problems)
 
 
 def test_extra_ca_trusted(host: Any, options: Any) -> None:

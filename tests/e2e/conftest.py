@@ -235,6 +235,17 @@ class Deployer:
         return subprocess.run(argv, capture_output=True, text=True, timeout=600)
 
 
+# Run with python3 in a container: whether it reaches ADDRESS PORT over TCP ("reached" / "unreachable ...").
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()\n"
+    "    print('reached')\n"
+    "except OSError as exc:\n"
+    "    print('unreachable', exc)\n"
+)
+
+
 def container_ip(docker_client, box: sandbox.Sandbox) -> str:
     """The sandbox's address on Docker's bridge (what an ACME server reaches it at); it may change when
     the sandbox restarts."""

@@ -18,7 +18,7 @@ import pytest
 
 from provisioner import sandbox
 from tests.conftest import record_figure, run_cli
-from tests.e2e.conftest import Deployer, app_host, get, pushed_ok, root_exec
+from tests.e2e.conftest import CONNECT, Deployer, app_host, get, pushed_ok, root_exec
 
 TRICKY = "a\"b'c $(touch /tmp/pwned) `id` ; rm -rf / \\n \\\\ {{x}} %s\nsecond line\ttab ünïcødé = end  "
 
@@ -445,16 +445,6 @@ def test_resources_stay_within_the_hosts_maxima_and_containers_are_confined(depl
     )
     assert inspected.split("\n")[0] == "268435456 500000000 128 [no-new-privileges] [ALL]", inspected
     assert get(deploy_box, app_host("switchfail"))[0] == 200
-
-
-CONNECT = (
-    "import socket, sys\n"
-    "try:\n"
-    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()\n"
-    "    print('reached')\n"
-    "except OSError as exc:\n"
-    "    print('unreachable', exc)\n"
-)
 
 
 def test_apps_cannot_reach_each_other_s_processes(deploy_box, dev, echo):

@@ -46,9 +46,8 @@ def test_up_says_where_the_time_went_per_host_and_role(provisioned):
     report = provisioned.first.json()
     for name, stats in report["hosts"].items():
         roles = stats["roles"]
-        assert {"base", "security", "buildpacks", "docker", "nginx", "git", "receiver", "tls"} <= set(
-            roles
-        ), roles
+        expected = {"base", "security", "buildpacks", "docker", "nginx", "git", "receiver", "services", "tls"}
+        assert expected <= set(roles), roles
         parts = sum(roles.values()) + stats["waiting"]
         assert abs(parts - stats["seconds"]) <= 0.1 * stats["seconds"], (name, roles, stats)
         assert len(stats["slowest_tasks"]) == 3

@@ -88,6 +88,10 @@ BREAKAGES = {
         "echo 'PasswordAuthentication yes' > /etc/ssh/sshd_config.d/05-e2e-break.conf",
         "rm /etc/ssh/sshd_config.d/05-e2e-break.conf",
     ),
+    "backing_services": (
+        "systemctl disable --now provisioner-backup.timer",
+        "systemctl enable --now provisioner-backup.timer",
+    ),
     "firewall_active": (
         "nft add rule inet provisioner_firewall input tcp dport 8080 accept",
         "systemctl reload provisioner-firewall",

@@ -24,6 +24,7 @@ SETTINGS_TEMPLATES = [
     ROOT / "roles/base/templates/etc/provisioner/host.json.j2",
     ROOT / "roles/receiver/templates/etc/provisioner/deploy.json.j2",
     ROOT / "roles/tls/templates/etc/provisioner/tls.json.j2",
+    ROOT / "roles/services/templates/etc/provisioner/services.json.j2",
 ]
 
 

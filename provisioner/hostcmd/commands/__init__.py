@@ -14,7 +14,9 @@ from . import (
     letsencrypt,
     logs,
     maintenance,
+    postgres,
     ps,
+    redis,
     releases,
     resources,
     storage,
@@ -32,6 +34,8 @@ TOPICS = (
     certs,
     letsencrypt,
     maintenance,
+    postgres,
+    redis,
     storage,
 )
 TABLE: tuple[Command, ...] = tuple(cmd for topic in TOPICS for cmd in topic.COMMANDS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import acme, docker, nginx, repo, storage
+from .. import acme, docker, nginx, repo, services, storage
 from ..scheduler import LocalDocker
 from ..settings import Settings
 from ..store import list_apps
@@ -38,6 +38,9 @@ def apps_destroy(settings: Settings, args: list[str]) -> None:
     with app.lock():
         for inst in sched.instances(app.name):
             sched.stop(inst, grace=5)
+        # Linked services leave the app's network first (the engine removes no network in use).
+        for service in services.forget_app(settings, app.name):
+            out(f"unlinked {service} from {app.name} (the service and its data stay)")
         sched.forget(app.name)
         nginx.apply(Path(settings.vhosts_dir), app.name, None)
         for tag in docker.app_images().get(app.name, []):

@@ -66,12 +66,9 @@ def test_settings_are_frozen():
 
 
 def test_paths(tmp_path):
-    assert Settings.paths(tmp_path) == [tmp_path / n for n in ("host.json", "deploy.json", "tls.json")]
-    assert Settings.paths() == [
-        settings_module.CONFIG_DIR / "host.json",
-        settings_module.CONFIG_DIR / "deploy.json",
-        settings_module.CONFIG_DIR / "tls.json",
-    ]
+    files = ("host.json", "deploy.json", "tls.json", "services.json")
+    assert Settings.paths(tmp_path) == [tmp_path / n for n in files]
+    assert Settings.paths() == [settings_module.CONFIG_DIR / n for n in files]
 
 
 def test_load_without_a_directory_reads_the_config_dir(tmp_path, monkeypatch):

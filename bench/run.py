@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -240,7 +241,9 @@ def postgres_create(box: sandbox.Sandbox, name: str) -> float:
         sys.exit(f"postgres:create {name} failed: {created.stderr[-1000:]}")
 
     def answers() -> bool:
-        proc = subprocess.run(sandbox.ssh_argv(box, query), capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            sandbox.ssh_argv(box, [shlex.join(query)]), capture_output=True, text=True, check=False
+        )
         return proc.stdout.strip() == "1"
 
     wait_for(answers, limit=120)

@@ -16,6 +16,7 @@ from .targets import (
     hosts_from_targets,
     hosts_from_vagrant,
     load_inventory,
+    swarm_groups,
 )
 
 if TYPE_CHECKING:  # verify.run imports pytest: only when checks run
@@ -86,6 +87,8 @@ class UpOptions:
     deploy_keys: list[str] = field(default_factory=list)
     verify: bool = True
     vagrant: str | None = None
+    swarm: bool = False  # join the targets into one Docker Swarm cluster
+    managers: int = 1  # with swarm: the first N targets are managers
 
 
 @dataclass
@@ -141,6 +144,11 @@ def up(
         acme=hostvars.acme_vars(options.acme_email, options.acme_server, options.acme_staging),
         extra=hostvars.parse_extra_vars(options.extra_vars),
     )
+    if options.swarm and (options.inventory or options.vagrant):
+        raise UsageError(
+            "--swarm makes the cluster from targets; in an inventory, put the hosts in the groups "
+            "swarm_managers and swarm_workers instead"
+        )
     hosts = resolve_hosts(
         targets,
         identity=options.identity,
@@ -148,6 +156,8 @@ def up(
         limit=options.limit,
         vagrant=options.vagrant,
     )
+    if options.swarm:
+        swarm_groups([h.name for h in hosts], options.managers)  # a bad --managers fails before any work
     if on_preflight:
         on_preflight(hosts)
     extra["receiver_authorized_keys"] = hostvars.deploy_keys(options.deploy_keys, [h.identity for h in hosts])
@@ -157,7 +167,8 @@ def up(
         inventory = [extra_inventory(hosts, per_host)]
         files = [options.inventory]
     else:
-        inventory = [build_inventory(hosts, per_host, paths.known_hosts())]
+        groups = swarm_groups([h.name for h in hosts], options.managers) if options.swarm else None
+        inventory = [build_inventory(hosts, per_host, paths.known_hosts(), groups)]
         files = []
     result = runner.run_playbook(
         inventory=inventory,

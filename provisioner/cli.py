@@ -172,7 +172,7 @@ def with_up_options(func: F) -> F:
     "--tags",
     multiple=True,
     help=(
-        "Only these roles (base, security, docker, nginx, git, buildpacks, receiver, services, tls); "
+        "Only these roles (base, security, docker, swarm, nginx, git, buildpacks, receiver, services, tls); "
         "repeatable."
     ),
 )
@@ -196,6 +196,18 @@ def with_up_options(func: F) -> F:
 )
 @click.option("-e", "--extra-var", "extra_vars", multiple=True, help="Role variable NAME=VALUE; repeatable.")
 @click.option("--verify/--no-verify", default=True, help="Run `provisioner verify` on the hosts afterwards.")
+@click.option(
+    "--swarm",
+    is_flag=True,
+    help="Join the targets into one Docker Swarm cluster (`provisioner cluster`); again with more adds them.",
+)
+@click.option(
+    "--managers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="With --swarm: the first N targets are managers (3 or 5 for quorum).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def up(targets: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:
     """Provision TARGETS ([user@]host[:port] or sandbox names) with Docker, nginx and git.
@@ -451,7 +463,7 @@ def vars_command(
 def one_host(target: str, identity: str | None) -> Host:
     hosts = api.resolve_hosts([target], identity=identity)
     if len(hosts) != 1:
-        raise UsageError(f"{target!r} names {len(hosts)} hosts; keys works on one host at a time")
+        raise UsageError(f"{target!r} names {len(hosts)} hosts; name one host")
     return hosts[0]
 
 
@@ -509,6 +521,37 @@ def keys_remove(target: str, name: str, identity: str | None) -> None:
     from . import keys as deploy_keys
 
     out.print(escape(deploy_keys.remove_key(one_host(target, identity), name)), highlight=False)
+
+
+# --- cluster ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def cluster() -> None:
+    """Docker Swarm clusters made by `up --swarm`: their nodes, seen from a manager."""
+
+
+@cluster.command(name="status")
+@click.argument("target")
+@identity_option
+@click.option("--json", "as_json", is_flag=True, help="Print the nodes as JSON on stdout.")
+def cluster_status(target: str, identity: str | None, as_json: bool) -> None:
+    """The nodes of the swarm TARGET (a manager) belongs to: role, availability, state, running tasks."""
+    from . import cluster as swarm
+
+    nodes = swarm.status(one_host(target, identity))
+    if as_json:
+        out.print_json(json.dumps([n.as_dict() for n in nodes]))
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("node", "role", "availability", "state", "tasks", "engine"):
+        table.add_column(col)
+    for node in nodes:
+        state = node.state if node.state == "ready" else f"[red]{node.state}[/]"
+        table.add_row(
+            escape(node.hostname), node.role, node.availability, state, str(node.tasks), node.engine
+        )
+    out.print(table)
 
 
 # --- demo -------------------------------------------------------------------------------------------

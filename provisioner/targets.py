@@ -12,7 +12,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,10 +166,24 @@ def ssh_common_args(host: Host, known_hosts: Path) -> str:
     return f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile='{known_hosts} ~/.ssh/known_hosts'"
 
 
+def swarm_groups(names: Sequence[str], managers: int) -> dict[str, Any]:
+    """`up --swarm`: the inventory groups of a Docker Swarm cluster, the first `managers` targets its
+    managers and the others its workers (the swarm role and the play read these groups)."""
+    if not 1 <= managers <= len(names):
+        raise UsageError(f"--managers {managers}: between 1 and the number of targets ({len(names)})")
+    return {
+        "swarm_managers": {"hosts": {name: {} for name in names[:managers]}},
+        "swarm_workers": {"hosts": {name: {} for name in names[managers:]}},
+    }
+
+
 def build_inventory(
-    hosts: Iterable[Host], host_vars: Mapping[str, Mapping[str, Any]], known_hosts: Path
+    hosts: Iterable[Host],
+    host_vars: Mapping[str, Mapping[str, Any]],
+    known_hosts: Path,
+    groups: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The YAML/JSON inventory for targets given on the command line."""
+    """The YAML/JSON inventory for targets given on the command line (groups: swarm_groups)."""
     entries: dict[str, Any] = {}
     for host in hosts:
         entry: dict[str, Any] = {
@@ -184,7 +198,10 @@ def build_inventory(
             entry["ansible_ssh_private_key_file"] = host.identity
         entry.update(host_vars.get(host.name, {}))
         entries[host.name] = entry
-    return {"all": {"hosts": entries}}
+    inventory: dict[str, Any] = {"all": {"hosts": entries}}
+    if groups:
+        inventory["all"]["children"] = dict(groups)
+    return inventory
 
 
 def extra_inventory(hosts: Iterable[Host], host_vars: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

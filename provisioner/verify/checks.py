@@ -108,8 +108,9 @@ def _values(right: Any) -> tuple[set[int], bool]:
 
 
 def firewall_rules(data: dict[str, Any], chain: str = "input") -> tuple[str | None, set[int], list[str]]:
-    """From `nft -j list table ...`: the policy of the input chain, the TCP ports its rules accept, and
-    the rules that accept more than that can say (no condition at all, or a port exclusion)."""
+    """From `nft -j list table ...`: the policy of the input chain, the TCP ports its rules accept from
+    anywhere, and the rules that accept more than that can say (no condition at all, or a port exclusion).
+    Rules limited to source addresses (a swarm's peers) open nothing to the world: they are left out."""
     items = data.get("nftables", [])
     policy = next(
         (i["chain"].get("policy") for i in items if "chain" in i and i["chain"].get("name") == chain), None
@@ -126,6 +127,9 @@ def firewall_rules(data: dict[str, Any], chain: str = "input") -> tuple[str | No
         matches = [e["match"] for e in exprs if "match" in e]
         if not matches:
             broad.append("a rule accepts everything")
+        sources = [m for m in matches if (m.get("left", {}).get("payload") or {}).get("field") == "saddr"]
+        if sources and all(m.get("op") in ("==", "in") for m in sources):
+            continue
         for m in matches:
             left = m.get("left", {})
             if left.get("payload") != {"protocol": "tcp", "field": "dport"}:

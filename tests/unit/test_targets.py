@@ -12,6 +12,7 @@ from provisioner.targets import (
     hosts_from_targets,
     parse_target,
     ssh_common_args,
+    swarm_groups,
 )
 
 
@@ -99,6 +100,23 @@ def test_build_inventory_sets_connection_and_become():
     assert b["ansible_become"] is True and b["ansible_port"] == 2222 and b["ansible_user"] == "ops"
     assert b["ansible_ssh_private_key_file"] == "/id"
     assert "UserKnownHostsFile=/dev/null" in b["ansible_ssh_common_args"]
+
+
+def test_swarm_groups_make_the_first_targets_managers():
+    groups = swarm_groups(["m1", "w1", "w2"], 1)
+    assert groups == {
+        "swarm_managers": {"hosts": {"m1": {}}},
+        "swarm_workers": {"hosts": {"w1": {}, "w2": {}}},
+    }
+    assert list(swarm_groups(["a", "b", "c"], 3)["swarm_managers"]["hosts"]) == ["a", "b", "c"]
+    for bad in (0, 4, -1):
+        with pytest.raises(UsageError, match="--managers"):
+            swarm_groups(["a", "b", "c"], bad)
+    inv = build_inventory(
+        [Host("m1", "10.0.0.1"), Host("w1", "10.0.0.2")], {}, Path("/kh"), swarm_groups(["m1", "w1"], 1)
+    )
+    assert inv["all"]["children"]["swarm_managers"]["hosts"] == {"m1": {}}
+    assert "children" not in build_inventory([Host("a", "a")], {}, Path("/kh"))["all"]
 
 
 def test_extra_inventory_never_overrides_user_values():

@@ -63,6 +63,21 @@ def test_firewall_rules_of_the_role_table():
     assert checks.firewall_rules(data) == ("drop", {22, 80, 443}, [])
 
 
+def test_ports_open_to_a_swarm_s_peers_only_are_not_open_to_the_world():
+    peers = {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                       "right": {"set": ["172.17.0.3", "172.17.0.4"]}}}  # fmt: skip
+    data = table(
+        rule(match("tcp", "dport", {"set": [22, 80, 443]}), ACCEPT),
+        rule(peers, match("tcp", "dport", {"set": [2377, 7946]}), ACCEPT),
+    )
+    assert checks.firewall_rules(data) == ("drop", {22, 80, 443}, [])
+    everyone = {
+        "match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "10.0.0.1"}
+    }
+    data = table(rule(everyone, match("tcp", "dport", 2377), ACCEPT))
+    assert checks.firewall_rules(data)[1] == {2377}  # all but one address: open
+
+
 def test_firewall_rules_single_ports_ranges_and_other_chains():
     data = table(
         rule(match("tcp", "dport", 8080), ACCEPT),

@@ -16,11 +16,12 @@ from . import preflight
 from .errors import ProvisionerError
 from .targets import Host
 
-NODES = ["docker", "node", "ls", "--format", "{{json .}}"]
-# The running tasks of every node, one node name per line (empty when the swarm runs none).
-TASKS = (
-    "docker node ps $(docker node ls -q) --filter desired-state=running --format '{{.Node}}' 2>/dev/null"
-    " || true"
+TASKS_MARK = "--- tasks ---"
+# One round trip: the nodes (JSON lines), then the running tasks of every node, one node name per line.
+STATUS = (
+    "docker node ls --format '{{json .}}' && echo '" + TASKS_MARK + "' && "
+    "{ docker node ps $(docker node ls -q) --filter desired-state=running --format '{{.Node}}' 2>/dev/null"
+    " || true; }"
 )
 
 
@@ -67,31 +68,16 @@ def parse_nodes(nodes_json_lines: str, task_lines: str) -> list[Node]:
     return sorted(found, key=lambda n: (order[n.role], n.hostname))
 
 
-def root_run(host: Host, command: str) -> tuple[int, str, str]:
-    """A shell command on the host as root (sudo -n for an admin user): exit code, stdout, stderr."""
-    sudo = "" if host.user == "root" else "sudo -n "
-    conn = preflight.connection(host)
-    try:
-        result = conn.run(f"{sudo}sh -c {shlex.quote(command)}", hide=True, warn=True)
-    except Exception as exc:  # mapped to one clear line, never a traceback
-        raise preflight.connection_error(host, exc) from exc
-    finally:
-        conn.close()
-    if "a password is required" in (result.stderr or ""):
-        raise ProvisionerError(f"user {host.user!r} is not root and has no passwordless sudo", host=host.name)
-    return int(result.exited), str(result.stdout), str(result.stderr)
-
-
 def status(host: Host) -> list[Node]:
     """The nodes of the swarm TARGET manages (TARGET must be a manager)."""
-    code, nodes, errors = root_run(host, shlex.join(NODES))
-    if code != 0:
-        detail = (errors or nodes).strip().splitlines()
-        reason = detail[-1] if detail else f"exit code {code}"
+    result = preflight.run_as_root(host, f"sh -c {shlex.quote(STATUS)}")
+    if result.exited != 0:
+        detail = str(result.stderr or result.stdout or "").strip().splitlines()
+        reason = detail[-1] if detail else f"exit code {result.exited}"
         if "not a swarm manager" in reason or "This node is not" in reason:
             raise ProvisionerError(
                 "this host is not a manager of a swarm", host=host.name, fix="name a manager (`up --swarm`)"
             )
         raise ProvisionerError(f"docker node ls failed: {reason}", host=host.name)
-    _code, tasks, _errors = root_run(host, TASKS)
+    nodes, _, tasks = str(result.stdout).partition(TASKS_MARK)
     return parse_nodes(nodes, tasks)

@@ -6,7 +6,6 @@ Runs the host's root-only `provisioner-keys` (installed by the receiver role) ov
 
 from __future__ import annotations
 
-import io
 import json
 import shlex
 from dataclasses import dataclass
@@ -39,15 +38,7 @@ def key_name(name: str, *, new: bool) -> str:
 
 def _run(host: Host, args: list[str], stdin: str = "") -> str:
     """Run the host's keys tool as root; its `error:` line becomes ours."""
-    sudo = "" if host.user == "root" else "sudo -n "
-    command = f"{sudo}{TOOL} {shlex.join(args)}"
-    conn = preflight.connection(host)
-    try:
-        result = conn.run(command, hide=True, warn=True, in_stream=io.StringIO(stdin))
-    except Exception as exc:  # mapped to one clear line, never a traceback
-        raise preflight.connection_error(host, exc) from exc
-    finally:
-        conn.close()
+    result = preflight.run_as_root(host, f"{TOOL} {shlex.join(args)}", stdin)
     if result.exited != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()
         message = detail[-1].removeprefix("error: ") if detail else f"exit code {result.exited}"

@@ -7,6 +7,7 @@ so every refusal is unit-tested. Every failure is one line naming the host, the 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -257,3 +258,19 @@ def check_reachable(hosts: Iterable[Host], *, forks: int = 5, known_hosts: Path 
                 errors.append(exc)
     if errors:
         raise HostErrors(errors)
+
+
+def run_as_root(host: Host, command: str, stdin: str = "") -> Any:
+    """A shell command on the host as root (through `sudo -n` for an admin user); the fabric result
+    (exited, stdout, stderr). A connection failure or a user without passwordless sudo is one clear line."""
+    sudo = "" if host.user == "root" else "sudo -n "
+    conn = connection(host)
+    try:
+        result = conn.run(f"{sudo}{command}", hide=True, warn=True, in_stream=io.StringIO(stdin))
+    except Exception as exc:  # mapped to one clear line, never a traceback
+        raise connection_error(host, exc) from exc
+    finally:
+        conn.close()
+    if result.exited != 0 and "a password is required" in (result.stderr or ""):
+        raise ProvisionerError(f"user {host.user!r} is not root and has no passwordless sudo", host=host.name)
+    return result

@@ -12,10 +12,12 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.error import HTTPError
+from urllib.error import HTTPError, URLError
 
 import pytest
 import testinfra
@@ -261,6 +263,43 @@ def get(box, host: str, path: str = "/") -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
+
+
+class Load:
+    """A client in a thread, about 20 requests a second through the boxes' nginx in turn, for the virtual
+    host `host`, while the `with` block runs: what failed, what answered and how long each took."""
+
+    def __init__(self, boxes: list[sandbox.Sandbox], host: str) -> None:
+        self.boxes, self.host = boxes, host
+        self.failures: list[str] = []
+        self.bodies: list[str] = []
+        self.took: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        turn = 0
+        while not self._stop.is_set():
+            box = self.boxes[turn % len(self.boxes)]
+            turn += 1
+            began = time.monotonic()
+            try:
+                status, body = get(box, self.host)
+                if status != 200:
+                    self.failures.append(f"{box.name}: HTTP {status}")
+                self.bodies.append(body)
+            except (URLError, OSError) as exc:
+                self.failures.append(f"{box.name}: {exc}")
+            self.took.append(time.monotonic() - began)
+            time.sleep(0.05)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def app_host(app: str) -> str:

@@ -6,13 +6,11 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import time
-from urllib.error import URLError
 
 import pytest
 
-from tests.e2e.conftest import APPS, app_host, get, pushed_ok, root_exec
+from tests.e2e.conftest import APPS, Load, app_host, get, pushed_ok, root_exec
 
 
 def test_push_python_app(deploy_box, dev):
@@ -137,37 +135,14 @@ def test_config_set_and_scale(deploy_box, dev):
 
 def test_redeploy_under_load_has_zero_failed_requests(deploy_box, dev):
     repo = dev.workdir / "py"
-    failures: list[str] = []
-    bodies: list[str] = []
-    stop = threading.Event()
-
-    took: list[float] = []
-
-    def client():
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                status, body = get(deploy_box, app_host("py"))
-                if status != 200:
-                    failures.append(f"HTTP {status}")
-                bodies.append(body)
-            except (URLError, OSError) as exc:
-                failures.append(str(exc))
-            took.append(time.monotonic() - began)
-            time.sleep(0.05)
-
     app_py = repo / "app.py"
     app_py.write_text(app_py.read_text().replace('VERSION = "1"', 'VERSION = "2"'))
     dev.commit(repo, "v2")
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
+    with Load([deploy_box], app_host("py")) as load:
         time.sleep(1)
         result = dev.push(repo, "py")
         time.sleep(4)  # past the retirement of the old release
-    finally:
-        stop.set()
-        thread.join()
+    failures, bodies, took = load.failures, load.bodies, load.took
     pushed_ok(result, "py")
     assert failures == [], failures[:5]
     assert len(bodies) > 40

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import build, procfile, release, tls
-from .scheduler import LocalDocker, Scheduler
+from .scheduler import Scheduler, for_settings
 from .store import App, Release, now
 
 Say = Callable[[str], None]
@@ -41,7 +41,7 @@ def publish(
     app's domains to them (domain changes). deploy_tasks=True (a push's new build only) also runs
     app.json's predeploy and postdeploy scripts. Each step is timed in phases. The caller holds the
     app's lock."""
-    sched = sched or LocalDocker()
+    sched = sched or for_settings(app.settings)
     phases = phases or release.Phases()
     if restart:
         app.set_pending(rel)  # first: a crash after the switch leaves a record of what went live
@@ -69,7 +69,7 @@ def reconcile(app: App, say: Say, sched: Scheduler | None = None) -> None:
     pending = app.pending()
     if pending is None:
         return
-    sched = sched or LocalDocker()
+    sched = sched or for_settings(app.settings)
     instances = sched.instances(app.name)
     new_ports = {i.host_port for i in instances if i.version == pending.version and i.process == "web"}
     if new_ports:  # web processes: live when nginx routes to them
@@ -99,7 +99,7 @@ def heal(app: App, say: Say, sched: Scheduler | None = None, wait: float = 15) -
     wanted = app.scale().get("web", 0)
     if current is None or not wanted or "web" not in current.processes:
         return False
-    sched = sched or LocalDocker()
+    sched = sched or for_settings(app.settings)
     deadline = time.monotonic() + wait
     while True:  # Docker may still be starting them
         web = [i for i in sched.instances(app.name) if i.version == current.version and i.process == "web"]

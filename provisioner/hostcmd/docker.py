@@ -178,9 +178,11 @@ def stream(
     return (TIMED_OUT if fired.is_set() else rc), tail
 
 
-def follow_logs(name: str, lines: int, follow: bool) -> Iterator[str]:
-    """A container's last log lines (stdout and stderr), then new ones while follow."""
-    cmd = ["docker", "logs", "--tail", str(lines), *(["-f"] if follow else []), name]
+def follow_logs(name: str, lines: int, follow: bool, task: bool = False) -> Iterator[str]:
+    """A container's (task: a Swarm task's) last log lines (stdout and stderr), then new ones while
+    follow."""
+    verb = ["service", "logs", "--raw"] if task else ["logs"]
+    cmd = ["docker", *verb, "--tail", str(lines), *(["-f"] if follow else []), name]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
     )

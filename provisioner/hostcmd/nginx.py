@@ -59,16 +59,22 @@ TLS = """\
 HSTS = """\
     add_header Strict-Transport-Security "max-age=31536000" always;
 """
-PROXY = """\
-        proxy_pass http://provisioner-app-{app};
+# How every app location proxies (this host's vhosts, and a swarm node's routes: hostcmd/router.py).
+PROXY_HEADERS = """\
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $host;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_next_upstream error timeout http_502 http_503;
         proxy_read_timeout 120s;"""
+PROXY = (
+    """\
+        proxy_pass http://provisioner-app-{app};
+        proxy_next_upstream error timeout http_502 http_503;
+"""
+    + PROXY_HEADERS
+)
 NO_WEB = """\
         default_type text/plain;
         return 503 "{app} has no running web process\\n";"""

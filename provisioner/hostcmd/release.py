@@ -19,9 +19,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import docker, nginx, resources, session, storage, tls
+from . import docker, nginx, resources, session, storage, swarm, tls
 from .procfile import HealthCheck
-from .scheduler import Instance, LocalDocker, ProcessSpec, Scheduler, memory_bytes
+from .scheduler import Instance, ProcessSpec, Scheduler, for_settings, memory_bytes
 from .store import App, Release
 
 Say = Callable[[str], None]
@@ -207,7 +207,7 @@ def postdeploy(app: App, release: Release, say: Say, sched: Scheduler | None = N
         return
     try:
         rc = run_one_off(
-            sched or LocalDocker(),
+            sched or for_settings(app.settings),
             process_spec(app, release, "postdeploy", 0, release.postdeploy),
             "app.json postdeploy",
             say,
@@ -230,7 +230,7 @@ def activate(
 ) -> list[Instance]:
     """Run a release: app.json predeploy (with predeploy=True: deploys of a new build only), release
     command, new processes, health checks, nginx switch, retire the old; each step timed in phases."""
-    sched = sched or LocalDocker()
+    sched = sched or for_settings(app.settings)
     phase = phases or Phases()
     settings = app.settings
     processes = release.processes
@@ -256,6 +256,20 @@ def activate(
             rc = run_one_off(sched, spec("release", 0, release.release_command), "release command", say)
         if rc != 0:
             raise ReleaseError(f"the release command failed (exit code {rc}); the deploy is aborted", "")
+    if isinstance(sched, swarm.Swarm):  # a cluster: Swarm starts, checks and replaces the tasks
+        with phase("start"):
+            try:
+                sched.rollout(
+                    {p: spec(p, 0, command) for p, command in processes.items()},
+                    scale,
+                    release.health,
+                    app.all_domains(),
+                    say,
+                )
+            except (swarm.SwarmError, docker.DockerError) as exc:
+                raise ReleaseError(str(exc), getattr(exc, "tail", "")) from None
+            sched.remove(app.name, keep=set(processes))
+        return []
     old = sched.instances(app.name)
     started: list[Instance] = []
     try:

@@ -1,4 +1,5 @@
-"""Where app processes run, behind a small interface: the local Docker engine now, Docker Swarm later.
+"""Where app processes run, behind a small interface: this host's Docker engine (LocalDocker), or the
+Docker Swarm cluster it manages (hostcmd/swarm.py's Swarm, on hosts joined by `up --swarm`).
 
 Everything above this module speaks in ProcessSpec and Instance; nothing else names containers.
 """
@@ -10,9 +11,12 @@ import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import docker
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 LABEL = "io.provisioner.app"
 
@@ -233,3 +237,10 @@ class LocalDocker:
         self._networks.discard(network_name(app))
         with contextlib.suppress(docker.DockerError):
             docker.api("DELETE", f"/networks/{network_name(app)}")
+
+
+def for_settings(settings: Settings) -> Scheduler:
+    """The host's scheduler: Swarm on a manager of a cluster, else this host's engine."""
+    from . import swarm
+
+    return swarm.Swarm(settings) if swarm.enabled(settings) else LocalDocker()

@@ -1,8 +1,8 @@
 """Host settings written by the roles, read by the host program and by `provisioner verify` alike.
 
 /etc/provisioner/host.json (base role: the apps domain), deploy.json (receiver role), tls.json (tls role:
-certificates and the ACME server) and services.json (services role: the backing services' versions and
-limits).
+certificates and the ACME server), services.json (services role: the backing services' versions and
+limits) and, on swarm nodes, swarm.json (swarm role: the node's role, the cluster registry, its peers).
 Each field's default here is the role default of the variable that sets it (the role templates name the
 variable of each key); tests/unit/test_settings_agree.py fails when the two disagree.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(os.environ.get("PROVISIONER_HOST_CONFIG_DIR", "/etc/provisioner"))
-FILES = ("host.json", "deploy.json", "tls.json", "services.json")  # later files win
+FILES = ("host.json", "deploy.json", "tls.json", "services.json", "swarm.json")  # later files win
 PROGRAM = "/usr/local/bin/provisioner-host"  # the deploy user's forced command (receiver_program)
 
 
@@ -59,6 +59,12 @@ class Settings:
     postgres_version: str = "15"  # services_postgres_version
     postgres_memory: str = "512m"  # services_postgres_memory
     redis_memory: str = "256m"  # services_redis_memory
+    # Swarm nodes only (swarm role); computed from the inventory's swarm groups, so empty by default.
+    swarm_role: str = ""  # swarm_node_role: manager or worker
+    swarm_registry: str = ""  # swarm_registry: the cluster registry, host:port
+    swarm_peers: tuple[str, ...] = ()  # swarm_peers: the other nodes' addresses
+    swarm_router_port: int = 8480  # swarm_router_port
+    swarm_router_file: str = "/etc/nginx/conf.d/60-provisioner-cluster.conf"  # swarm_router_file
     # Written by the base role at fixed paths (not settings of their own).
     ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
     pip_conf: str = "/etc/pip.conf"
@@ -75,6 +81,8 @@ class Settings:
         merged: dict[str, Any] = {}
         for data in sources:
             merged.update({k: v for k, v in data.items() if k in known})
+        if isinstance(merged.get("swarm_peers"), list):
+            merged["swarm_peers"] = tuple(str(p) for p in merged["swarm_peers"])
         return cls(**merged)
 
     @staticmethod

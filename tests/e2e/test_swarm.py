@@ -14,7 +14,7 @@ import pytest
 
 from provisioner import sandbox
 from tests.conftest import record_figure
-from tests.e2e.conftest import CONNECT, container_ip, root_exec
+from tests.e2e.conftest import CONNECT, Deployer, Load, app_host, container_ip, get, pushed_ok, root_exec
 
 NAMES = ("swarm-m1", "swarm-w1", "swarm-w2")
 
@@ -80,8 +80,11 @@ def test_the_swarm_ports_are_open_to_members_only(cluster, raw_box, docker_clien
 
     assert probe(cluster.boxes[1], 2377) == "reached"
     assert probe(raw_box, 22) == "reached"  # the outsider reaches the host at all
-    assert probe(raw_box, 2377).startswith("unreachable")
-    assert probe(raw_box, 7946).startswith("unreachable")
+    # Swarm's control plane and gossip, the cluster registry and the router port: members only.
+    for port in (2377, 7946, 5000, 8480):
+        assert probe(raw_box, port).startswith("unreachable"), port
+    assert probe(cluster.boxes[2], 5000) == "reached"
+    assert probe(cluster.boxes[2], 8480) == "reached"
 
 
 def test_cluster_status_of_a_host_that_is_no_manager_is_one_clear_line(cluster, cli):
@@ -90,3 +93,99 @@ def test_cluster_status_of_a_host_that_is_no_manager_is_one_clear_line(cluster, 
     assert "Traceback" not in worker.stderr
     bad = cli("up", *[b.name for b in cluster.boxes], "--swarm", "--managers", "4", "--no-verify")
     assert bad.rc == 2 and "--managers 4" in bad.stderr, bad.stderr
+
+
+# --- apps on the cluster ---------------------------------------------------------------------------------
+
+
+def swarm_tasks(cluster: Cluster, service: str) -> list[dict[str, str]]:
+    """The running tasks of a service: node and image, as `docker service ps` on the manager shows them."""
+    listed = root_exec(
+        cluster.manager,
+        f"docker service ps {shlex.quote(service)} --filter desired-state=running "
+        "--format '{{.Node}} {{.Image}} {{.CurrentState}}'",
+    )
+    return [
+        dict(zip(("node", "image", "state"), line.split(" ", 2), strict=False))
+        for line in listed.splitlines()
+    ]
+
+
+def answers(cluster: Cluster, app: str, rounds: int = 4) -> list[str]:
+    """The bodies of GETs through every node's nginx, `rounds` times each."""
+    return [get(box, app_host(app))[1].strip() for _ in range(rounds) for box in cluster.boxes]
+
+
+@pytest.fixture(scope="module")
+def swarm_dev(cluster, tmp_path_factory) -> Deployer:
+    """A developer pushing to the cluster's manager."""
+    return Deployer(cluster.manager, tmp_path_factory.mktemp("dev-swarm"))
+
+
+@pytest.fixture(scope="module")
+def scaled(cluster, swarm_dev) -> Path:
+    """The Python sample pushed to the manager and scaled to three replicas."""
+    repo = swarm_dev.repo("py", "python")
+    pushed_ok(swarm_dev.push(repo, "py"), "py")
+    scale = swarm_dev.ssh("ps:scale", "py", "web=3")
+    assert scale.returncode == 0, scale.stderr
+    assert "web: 3 of 3 running v1, healthy" in scale.stderr, scale.stderr
+    return repo
+
+
+def test_an_app_runs_as_a_service_with_one_replica_per_node_reached_through_every_node(cluster, scaled):
+    tasks = swarm_tasks(cluster, "py_web")
+    assert len(tasks) == 3, tasks
+    assert sorted(t["node"] for t in tasks) == sorted(b.name for b in cluster.boxes), tasks
+    # Every node's nginx answers for the app, and all three replicas answer (each names its container);
+    # a node's router picks up its own task within a moment of it turning healthy.
+    seen: set[str] = set()
+    deadline = time.monotonic() + 20
+    while len(seen) < 3 and time.monotonic() < deadline:
+        bodies = answers(cluster, "py")
+        assert all(b.startswith("python v1") for b in bodies), bodies
+        seen |= {b.rpartition("host=")[2] for b in bodies}
+        time.sleep(0.5)
+    assert len(seen) == 3, seen
+    listed = root_exec(cluster.manager, "docker service ls --format '{{.Name}} {{.Replicas}}'")
+    assert "py_web 3/3" in listed, listed
+
+
+def test_a_redeploy_under_load_on_every_node_fails_no_request(cluster, scaled, swarm_dev):
+    """20 requests a second, round robin over the three nodes, while v2 replaces v1 start-first."""
+    app_py = scaled / "app.py"
+    app_py.write_text(app_py.read_text().replace('VERSION = "1"', 'VERSION = "2"'))
+    swarm_dev.commit(scaled, "v2")
+    with Load(cluster.boxes, app_host("py")) as load:
+        time.sleep(1)
+        result = swarm_dev.push(scaled, "py")
+        time.sleep(3)
+    failures, bodies = load.failures, load.bodies
+    pushed_ok(result, "py")
+    assert "Updating web to v2 (3 replicas, start-first)" in result.stderr, result.stderr
+    record_figure("cluster redeploy", f"{len(bodies)} requests over 3 nodes, {len(failures)} failed")
+    assert failures == [], failures[:5]
+    assert bodies[0].startswith("python v1") and bodies[-1].startswith("python v2"), (bodies[0], bodies[-1])
+    assert {t["image"].rpartition(":")[2] for t in swarm_tasks(cluster, "py_web")} == {"v2"}
+
+
+def test_a_release_failing_its_health_check_is_rolled_back_and_the_push_says_why(cluster, scaled, swarm_dev):
+    app_py = scaled / "app.py"
+    broken = app_py.read_text().replace('VERSION = "2"', 'VERSION = "3"')
+    broken = broken.replace('body = b"ok"', 'start_response("500 Broken", []); return [b"broken"]')
+    app_py.write_text(broken)
+    (scaled / "app.json").write_text(
+        json.dumps({"healthchecks": {"web": [{"type": "startup", "path": "/health", "timeout": 8}]}})
+    )
+    swarm_dev.commit(scaled, "v3, unhealthy")
+    result = swarm_dev.push(scaled, "py")
+    assert result.returncode != 0
+    assert "v3 failed its health check (GET /health answering 2xx/3xx) within 8 s" in result.stderr, (
+        result.stderr[-2000:]
+    )
+    assert "v2 is still serving" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Swarm rolled the service back: three replicas of v2 serve through every node.
+    tasks = swarm_tasks(cluster, "py_web")
+    assert len(tasks) == 3 and {t["image"].rpartition(":")[2] for t in tasks} == {"v2"}, tasks
+    assert all(b.startswith("python v2") for b in answers(cluster, "py", rounds=2))

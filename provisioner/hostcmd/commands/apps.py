@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import acme, docker, nginx, repo, services, storage
-from ..scheduler import LocalDocker
+from ..scheduler import for_settings
 from ..settings import Settings
 from ..store import list_apps
 from . import base
@@ -34,7 +34,7 @@ def apps_destroy(settings: Settings, args: list[str]) -> None:
     no_extra(extra, "apps:destroy APP --force [--purge-storage]")
     if "--force" not in seen:
         raise UserError(f"this removes {app.name} and its data for good: run apps:destroy {app.name} --force")
-    sched = LocalDocker()
+    sched = for_settings(settings)
     with app.lock():
         for inst in sched.instances(app.name):
             sched.stop(inst, grace=5)

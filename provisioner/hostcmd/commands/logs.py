@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from ..scheduler import Instance, LocalDocker
+from ..scheduler import Instance, for_settings
 from ..settings import Settings
 from .base import Command, UserError, app_arg, count, out
 
@@ -22,7 +22,7 @@ def logs(settings: Settings, args: list[str]) -> None:
             lines = count(rest.pop(0), "-n", 0, 100000)
         else:
             raise UserError(f"unexpected argument {arg!r}; usage: {USAGE}")
-    sched = LocalDocker()
+    sched = for_settings(settings)
     current = app.current()
     instances = [i for i in sched.instances(app.name) if not current or i.version == current.version]
     if not instances:

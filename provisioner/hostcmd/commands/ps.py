@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import names
 from ..deploy import publish
-from ..scheduler import LocalDocker
+from ..scheduler import for_settings
 from ..settings import Settings
 from .base import Command, UserError, app_arg, count, err, no_extra, out, valid
 
@@ -14,7 +14,7 @@ MAX_SCALE = 20
 def ps(settings: Settings, args: list[str]) -> None:
     app = app_arg(settings, args, "ps APP")
     no_extra(args[1:], "ps APP")
-    instances = LocalDocker().instances(app.name)
+    instances = for_settings(settings).instances(app.name)
     if not instances:
         out(f"{app.name}: no processes")
     for inst in instances:

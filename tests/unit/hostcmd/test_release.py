@@ -292,7 +292,7 @@ def test_deploy_tasks_are_kept_on_the_release_but_not_run_again(app, monkeypatch
     from provisioner.hostcmd import deploy
 
     sched = FakeScheduler()
-    monkeypatch.setattr(deploy, "LocalDocker", lambda: sched)
+    monkeypatch.setattr(deploy, "for_settings", lambda settings: sched)
     first = deploy.publish(
         app,
         make(app, release_command="./migrate", predeploy="./pre", postdeploy="./post"),
@@ -326,7 +326,7 @@ def test_deploy_warns_about_unsupported_keys_and_runs_the_tasks_of_its_build(app
     monkeypatch.setattr(
         build, "build", lambda *a: built.append(a) or build.BuildResult("img:v1", "buildpacks")
     )
-    monkeypatch.setattr(deploy, "LocalDocker", lambda: sched)
+    monkeypatch.setattr(deploy, "for_settings", lambda settings: sched)
     said = []
     rel = deploy.deploy(app, "b" * 40, "deploy bbbbbbb", said.append)
     assert said[:3] == [
@@ -374,7 +374,7 @@ def test_a_push_says_and_records_its_phases_which_add_up_to_its_time(app, monkey
     sched = FakeScheduler()
     monkeypatch.setattr(build, "export_source", export)
     monkeypatch.setattr(build, "build", slow_build)
-    monkeypatch.setattr(deploy, "LocalDocker", lambda: sched)
+    monkeypatch.setattr(deploy, "for_settings", lambda settings: sched)
     said: list[str] = []
     rel = deploy.deploy(app, "c" * 40, "deploy ccccccc", said.append)
     released = [line for line in said if line.startswith("-----> Released v1 in ")]

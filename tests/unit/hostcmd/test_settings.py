@@ -66,7 +66,7 @@ def test_settings_are_frozen():
 
 
 def test_paths(tmp_path):
-    files = ("host.json", "deploy.json", "tls.json", "services.json")
+    files = ("host.json", "deploy.json", "tls.json", "services.json", "swarm.json")
     assert Settings.paths(tmp_path) == [tmp_path / n for n in files]
     assert Settings.paths() == [settings_module.CONFIG_DIR / n for n in files]
 

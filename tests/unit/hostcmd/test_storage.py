@@ -162,8 +162,8 @@ def test_list_alias_is_dokkus_name():
 def destroyed(app, monkeypatch):
     monkeypatch.setattr(
         apps_cmd,
-        "LocalDocker",
-        lambda: type("S", (), {"instances": lambda s, a: [], "forget": lambda s, a: None})(),
+        "for_settings",
+        lambda settings: type("S", (), {"instances": lambda s, a: [], "forget": lambda s, a: None})(),
     )
     monkeypatch.setattr(apps_cmd.nginx, "apply", lambda *a: None)
     monkeypatch.setattr(apps_cmd.docker, "app_images", lambda: {})

@@ -1,0 +1,457 @@
+"""Apps on a Docker Swarm cluster (`provisioner up --swarm`): the Scheduler's cluster implementation.
+
+Each process type of an app is one Swarm service, `APP_PROCESS` (app names have no underscore), its
+replicas the app's scale. A release is a service update: start-first, one task at a time, each new task
+gated by the release's health check, run by Docker inside the task (a HEALTHCHECK: Swarm counts a task as
+running only once it is healthy, and stops the old task only then). A task that fails the check fails the
+update, and Swarm rolls the service back to its previous spec by itself (`FailureAction: rollback`); the push
+then fails with the reason. Images are built on the manager that got the push and pushed to the cluster's
+registry (the swarm role's, on the first manager), from which every node pulls.
+
+Config values travel in the service spec (the API body, kept in Swarm's replicated store), never on a
+command line. Routing is each node's business (hostcmd/router.py): nginx there routes to the healthy tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from . import docker
+from .procfile import HealthCheck
+from .scheduler import APP_CAPABILITIES, LABEL, Instance, LocalDocker, ProcessSpec, memory_bytes
+from .settings import Settings
+
+Say = Callable[[str], None]
+SECOND = 1_000_000_000  # the Engine API's durations are nanoseconds
+DOMAINS_LABEL = "io.provisioner.domains"
+PORT_LABEL = "io.provisioner.port"
+
+
+class SwarmError(RuntimeError):
+    def __init__(self, message: str, tail: str = "") -> None:
+        super().__init__(message)
+        self.tail = tail
+
+
+def enabled(settings: Settings) -> bool:
+    """This host is a manager of a swarm made by `up --swarm`: apps run as Swarm services."""
+    return settings.swarm_role == "manager" and bool(settings.swarm_registry)
+
+
+def overlay_name(app: str) -> str:
+    """The app's overlay network (Swarm wants a DNS label: no dot, unlike one host's network_name)."""
+    return f"provisioner-app-{app}"
+
+
+def service_name(app: str, process: str) -> str:
+    return f"{app}_{process}"
+
+
+def registry_ref(settings: Settings, image: str) -> str:
+    """provisioner-app/APP:vN as the cluster registry names it: REGISTRY/provisioner-app/APP:vN."""
+    return f"{settings.swarm_registry}/{image}"
+
+
+# The health check inside a task, with what its image has: bash's /dev/tcp (any Debian or Ubuntu based
+# image), else wget or curl. An image with none of them (distroless) is gated on running only.
+HEALTH_SCRIPT = """\
+p={port}; path={path}; kind={kind}
+if command -v bash >/dev/null 2>&1; then
+  exec bash -c '
+    exec 3<>/dev/tcp/127.0.0.1/$0 || exit 1
+    [ "$2" = tcp ] && exit 0
+    printf "GET %s HTTP/1.0\\r\\nHost: localhost\\r\\nUser-Agent: provisioner-health\\r\\n\\r\\n" "$1" >&3
+    IFS= read -r -t 3 line <&3 || exit 1
+    case "$line" in HTTP/1.?\\ [23]*) exit 0;; esac
+    exit 1' "$p" "$path" "$kind"
+fi
+[ "$kind" = tcp ] && url=http://127.0.0.1:$p/ || url=http://127.0.0.1:$p$path
+if command -v curl >/dev/null 2>&1; then
+  code=$(curl -s -o /dev/null -m 3 -w '%{{http_code}}' "$url") || exit 1
+  [ "$kind" = tcp ] && exit 0
+  case "$code" in [23]??) exit 0;; esac
+  exit 1
+fi
+if command -v wget >/dev/null 2>&1; then
+  wget -q -O /dev/null -T 3 "$url" 2>/dev/null && exit 0
+  exit 1
+fi
+exit 0
+"""
+
+
+def health_test(health: HealthCheck, port: int) -> dict[str, Any]:
+    """The Docker HEALTHCHECK of a web task: the release's check (app.json or CHECKS), at most its timeout
+    to pass once, then every few seconds while it runs."""
+    script = HEALTH_SCRIPT.format(
+        port=int(port), path=shlex.quote(health.path), kind=shlex.quote(health.kind)
+    )
+    return {
+        "Test": ["CMD-SHELL", script],
+        "Interval": 1 * SECOND,
+        "Timeout": 3 * SECOND,
+        "Retries": 3,
+        "StartPeriod": int(health.timeout) * SECOND,
+    }
+
+
+def template_literal(value: str) -> str:
+    """Swarm expands Go templates ({{.Task.Slot}}) in a service's environment: a config value stays
+    exactly what the user set, braces and all."""
+    return value.replace("{{", '{{"{{"}}')
+
+
+def service_spec(
+    spec: ProcessSpec,
+    replicas: int,
+    image: str,
+    *,
+    launcher: bool,
+    health: HealthCheck | None,
+    domains: list[str],
+) -> dict[str, Any]:
+    """The Swarm service of one process type (spec.index is not used: Swarm numbers the replicas)."""
+    env = dict(spec.env)
+    labels = {
+        LABEL: spec.app,
+        "io.provisioner.process": spec.process,
+        "io.provisioner.release": str(spec.version),
+    }
+    container_labels = dict(labels)
+    container: dict[str, Any] = {
+        "Image": image,
+        "Labels": container_labels,
+        "Init": True,
+        "CapabilityDrop": ["ALL"],
+        "CapabilityAdd": [f"CAP_{c}" for c in APP_CAPABILITIES],
+        "StopGracePeriod": 10 * SECOND,
+    }
+    if spec.port:
+        env["PORT"] = str(spec.port)
+        container_labels[PORT_LABEL] = str(spec.port)
+        container_labels[DOMAINS_LABEL] = ",".join(domains)
+        if health is not None:
+            container["Healthcheck"] = health_test(health, spec.port)
+    container["Env"] = [f"{k}={template_literal(v)}" for k, v in sorted(env.items())]
+    if spec.command:
+        # Args is the image's CMD (Command would replace its entrypoint), as on one host.
+        container["Args"] = [spec.command] if launcher else ["/bin/sh", "-c", spec.command]
+    if spec.mounts:
+        container["Mounts"] = [{"Type": "bind", "Source": m.source, "Target": m.target} for m in spec.mounts]
+    limits: dict[str, Any] = {"MemoryBytes": memory_bytes(spec.memory), "Pids": spec.pids}
+    if spec.cpus > 0:
+        limits["NanoCPUs"] = int(spec.cpus * 1e9)
+    return {
+        "Name": service_name(spec.app, spec.process),
+        "Labels": labels,
+        "TaskTemplate": {
+            "ContainerSpec": container,
+            "Resources": {"Limits": limits},
+            "RestartPolicy": {"Condition": "any", "Delay": 2 * SECOND},
+            "Networks": [{"Target": overlay_name(spec.app)}],
+        },
+        "Mode": {"Replicated": {"Replicas": replicas}},
+        "UpdateConfig": {
+            "Parallelism": 1,
+            "Order": "start-first",
+            "FailureAction": "rollback",
+            "Monitor": 2 * SECOND,
+            "MaxFailureRatio": 0,
+        },
+        "RollbackConfig": {"Parallelism": 0, "Order": "start-first", "FailureAction": "pause"},
+        # No virtual IP: each node's nginx reaches the tasks themselves (hostcmd/router.py).
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+class Swarm(LocalDocker):
+    """The Scheduler of a swarm manager. Instances are tasks (named by their task id); rollout() replaces
+    start()/stop() for releases: Swarm itself starts, checks, replaces and rolls back. One-off commands
+    (release, predeploy, postdeploy) run as LocalDocker's containers on this manager, on the app's
+    overlay network."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    # -- networks and images -------------------------------------------------------------------------
+
+    def _network(self, app: str) -> str:
+        """The app's overlay network (attachable: one-off containers on the manager join it too)."""
+        name = overlay_name(app)
+        try:
+            docker.api("GET", f"/networks/{_quote(name)}")
+        except docker.DockerError:
+            body = {
+                "Name": name,
+                "Driver": "overlay",
+                "Attachable": True,
+                "CheckDuplicate": True,
+                "Labels": {LABEL: app},
+            }
+            try:
+                docker.api("POST", "/networks/create", body)
+            except docker.DockerError:
+                docker.api("GET", f"/networks/{_quote(name)}")
+        return name
+
+    def publish_image(self, image: str, say: Say) -> str:
+        """Push the release's image to the cluster registry (once per image); its name there."""
+        ref = registry_ref(self.settings, image)
+        repo, _, tag = ref.rpartition(":")
+        docker.api("POST", f"/images/{_quote(image)}/tag", query={"repo": repo, "tag": tag})
+        started = time.monotonic()
+        proc = docker.cli("push", "-q", ref, check=False)
+        if proc.returncode != 0:
+            detail = ((proc.stderr or "") + (proc.stdout or "")).strip().splitlines()
+            raise SwarmError(
+                f"could not push the image to the cluster registry: {detail[-1] if detail else ''}"
+            )
+        say(f"       {image} in the cluster registry ({time.monotonic() - started:.1f} s)")
+        return ref
+
+    # -- services ------------------------------------------------------------------------------------
+
+    def service(self, app: str, process: str) -> dict[str, Any] | None:
+        try:
+            return dict(docker.api("GET", f"/services/{_quote(service_name(app, process))}"))
+        except docker.DockerError:
+            return None
+
+    def services(self, app: str) -> list[dict[str, Any]]:
+        filters = {"label": [f"{LABEL}={app}"]}
+        return list(docker.api("GET", "/services", query={"filters": json.dumps(filters)}))
+
+    def tasks(self, service_id: str) -> list[dict[str, Any]]:
+        filters = {"service": [service_id]}
+        return list(docker.api("GET", "/tasks", query={"filters": json.dumps(filters)}))
+
+    def task_logs(self, task_id: str, lines: int = 20) -> str:
+        if not task_id:
+            return ""
+        proc = docker.cli("service", "logs", "--raw", "--tail", str(lines), task_id, check=False, timeout=20)
+        return ((proc.stdout or "") + (proc.stderr or "")).strip()
+
+    def rollout(
+        self,
+        specs: Mapping[str, ProcessSpec],
+        scale: Mapping[str, int],
+        health: HealthCheck,
+        domains: list[str],
+        say: Say,
+    ) -> None:
+        """Bring every process type of the release to its scale: create its service or update it
+        start-first; wait until each runs its replicas of this release, healthy. On a failed check Swarm
+        rolls an updated service back, a new one is removed, and SwarmError says why."""
+        if not specs:
+            return
+        first = next(iter(specs.values()))
+        self._network(first.app)
+        image = self.publish_image(first.image, say)
+        launcher = _launcher(first.image)
+        pending: list[tuple[str, str, int, bool]] = []  # service id, process, replicas, created
+        for process, spec in sorted(specs.items()):
+            replicas = max(0, int(scale.get(process, 0)))
+            body = service_spec(
+                spec,
+                replicas,
+                image,
+                launcher=launcher,
+                health=health if spec.port else None,
+                domains=domains,
+            )
+            current = self.service(spec.app, process)
+            if current is None:
+                if not replicas:
+                    continue
+                say(f"-----> Starting {process} ({replicas} on the cluster)")
+                created = docker.api("POST", "/services/create", body)
+                pending.append((created["ID"], process, replicas, True))
+            else:
+                say(f"-----> Updating {process} to v{spec.version} ({replicas} replicas, start-first)")
+                version = current["Version"]["Index"]
+                docker.api("POST", f"/services/{current['ID']}/update", body, query={"version": version})
+                pending.append((current["ID"], process, replicas, False))
+        deadline = time.monotonic() + health.timeout + 30  # the first pull of an image on a node, too
+        version = first.version
+        for service_id, process, replicas, created in pending:
+            try:
+                check = health if specs[process].port else None
+                self._wait(service_id, process, version, replicas, deadline, say, check)
+            except SwarmError:
+                if created:
+                    with contextlib.suppress(docker.DockerError):
+                        docker.api("DELETE", f"/services/{service_id}")
+                else:
+                    self._rollback(service_id)
+                raise
+
+    def _wait(
+        self,
+        service_id: str,
+        process: str,
+        version: int,
+        replicas: int,
+        deadline: float,
+        say: Say,
+        health: HealthCheck | None,
+    ) -> None:
+        failures = 0
+        while True:
+            service = dict(docker.api("GET", f"/services/{service_id}"))
+            update = service.get("UpdateStatus") or {}
+            state = str(update.get("State", ""))
+            tasks = self.tasks(service_id)
+            new = [t for t in tasks if _release(t) == version]
+            running = [t for t in new if _state(t) == "running" and t.get("DesiredState") == "running"]
+            others = [
+                t
+                for t in tasks
+                if _release(t) != version and _state(t) in ("running", "starting", "preparing")
+            ]
+            failed = [
+                t
+                for t in new
+                if _state(t) in ("failed", "rejected")
+                or (
+                    _state(t) in ("shutdown", "complete")
+                    and t.get("DesiredState") == "shutdown"
+                    and (t.get("Status") or {}).get("Err")
+                )
+            ]
+            if state.startswith("rollback") or state == "paused":
+                self._settle(service_id)
+                raise self._failure(process, version, new, health, str(update.get("Message", "")))
+            if len(running) >= replicas and not others and state not in ("updating",):
+                say(f"       {process}: {replicas} of {replicas} running v{version}, healthy")
+                return
+            if failed and len(failed) > failures:
+                failures = len(failed)
+                err = str((failed[-1].get("Status") or {}).get("Err", ""))
+                say(f" !     {process}: a task of v{version} failed ({err}); Swarm tries again")
+            if time.monotonic() > deadline:
+                raise self._failure(process, version, new, health, "no healthy task in time")
+            time.sleep(0.25)
+
+    def _settle(self, service_id: str, timeout: float = 30) -> None:
+        """Wait for Swarm's own rollback to end (the next release must not meet it half way)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            service = dict(docker.api("GET", f"/services/{service_id}"))
+            if str((service.get("UpdateStatus") or {}).get("State", "")) != "rollback_started":
+                return
+            time.sleep(0.25)
+
+    def _failure(
+        self,
+        process: str,
+        version: int,
+        tasks: list[dict[str, Any]],
+        health: HealthCheck | None,
+        message: str,
+    ) -> SwarmError:
+        """Why the tasks of the release did not run, with the last lines of one of them."""
+        err, tail = "", ""
+        for task in sorted(tasks, key=lambda t: str(t.get("UpdatedAt", "")), reverse=True):
+            err = err or str((task.get("Status") or {}).get("Err", ""))
+            tail = tail or self.task_logs(str(task.get("ID", "")))
+        if health is not None and "exit" not in err:
+            what = f"GET {health.path} answering 2xx/3xx" if health.kind == "http" else "its port open"
+            reason = f"v{version} failed its health check ({what}) within {health.timeout} s"
+        else:
+            reason = f"a task of v{version} stopped ({err or message})"
+        return SwarmError(f"{process}: {reason}; the service stays on the previous release", tail)
+
+    def _rollback(self, service_id: str) -> None:
+        """Back to the previous spec (when Swarm has not rolled back by itself already)."""
+        with contextlib.suppress(docker.DockerError):
+            service = dict(docker.api("GET", f"/services/{service_id}"))
+            state = str((service.get("UpdateStatus") or {}).get("State", ""))
+            if not state.startswith("rollback") and service.get("PreviousSpec"):
+                docker.api(
+                    "POST",
+                    f"/services/{service_id}/update",
+                    service["Spec"],
+                    query={"version": service["Version"]["Index"], "rollback": "previous"},
+                )
+
+    def remove(self, app: str, keep: set[str] | None = None) -> None:
+        """Remove the app's services (but those of the processes in keep)."""
+        for service in self.services(app):
+            process = str((service.get("Spec") or {}).get("Labels", {}).get("io.provisioner.process", ""))
+            if keep is not None and process in keep:
+                continue
+            with contextlib.suppress(docker.DockerError):
+                docker.api("DELETE", f"/services/{service['ID']}")
+
+    # -- the Scheduler's reading side ------------------------------------------------------------------
+
+    def instances(self, app: str) -> list[Instance]:
+        found = []
+        for service in self.services(app):
+            labels = (service.get("Spec") or {}).get("Labels") or {}
+            for task in self.tasks(str(service["ID"])):
+                if task.get("DesiredState") != "running":
+                    continue
+                found.append(
+                    Instance(
+                        name=str(task.get("ID", "")),
+                        app=app,
+                        process=str(labels.get("io.provisioner.process", "")),
+                        index=int(task.get("Slot") or 0),
+                        version=_release(task),
+                        state=_state(task),
+                        host_port=None,
+                        started=str((task.get("Status") or {}).get("Timestamp", "")),
+                    )
+                )
+        return sorted(found, key=lambda i: (i.version, i.process, i.index, i.name))
+
+    def alive(self, instance: Instance) -> bool:
+        try:
+            task = dict(docker.api("GET", f"/tasks/{_quote(instance.name)}"))
+        except docker.DockerError:
+            return False
+        return _state(task) == "running"
+
+    def stop(self, instance: Instance, grace: float = 10) -> None:
+        """Tasks are Swarm's: they go with their service (rollout, remove)."""
+
+    def log_tail(self, instance: Instance, lines: int = 20) -> str:
+        return self.task_logs(instance.name, lines)
+
+    def logs(self, instance: Instance, lines: int, follow: bool) -> Iterator[str]:
+        return docker.follow_logs(instance.name, lines, follow, task=True)
+
+    def forget(self, app: str) -> None:
+        self.remove(app)
+        time.sleep(1)  # the engine removes no network its tasks still use
+        with contextlib.suppress(docker.DockerError):
+            docker.api("DELETE", f"/networks/{_quote(overlay_name(app))}")
+
+
+def _release(task: dict[str, Any]) -> int:
+    labels = (((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels")) or {}
+    try:
+        return int(labels.get("io.provisioner.release", 0))
+    except ValueError:
+        return 0
+
+
+def _state(task: dict[str, Any]) -> str:
+    return str((task.get("Status") or {}).get("State", ""))
+
+
+def _launcher(image: str) -> bool:
+    entry = docker.image_config(image).get("Entrypoint") or []
+    return bool(entry) and str(entry[0]).endswith("provisioner-launch")

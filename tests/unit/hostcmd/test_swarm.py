@@ -1,0 +1,133 @@
+"""The Swarm scheduler's pure parts: service specs and the health check script, as strings and dicts."""
+
+from __future__ import annotations
+
+import subprocess
+
+from provisioner.hostcmd import swarm
+from provisioner.hostcmd.procfile import HealthCheck
+from provisioner.hostcmd.scheduler import Mount, ProcessSpec
+from provisioner.hostcmd.settings import Settings
+
+
+def web(**kw) -> ProcessSpec:
+    base = dict(
+        app="shop",
+        process="web",
+        index=1,
+        version=7,
+        image="provisioner-app/shop:v7",
+        command="gunicorn app:app",
+        env={"SECRET": "s3"},
+        port=5000,
+        memory="256m",
+        cpus=0.5,
+        pids=100,
+    )
+    base.update(kw)
+    return ProcessSpec(**base)
+
+
+def spec(**kw):
+    return swarm.service_spec(
+        web(**kw),
+        3,
+        "10.0.0.1:5000/provisioner-app/shop:v7",
+        launcher=True,
+        health=HealthCheck("http", "/health", 20),
+        domains=["shop.example.com", "www.shop.example.com"],
+    )
+
+
+def test_a_web_process_is_a_dnsrr_service_updated_start_first_with_rollback():
+    body = spec()
+    assert body["Name"] == "shop_web"
+    assert body["Mode"] == {"Replicated": {"Replicas": 3}}
+    assert body["EndpointSpec"] == {"Mode": "dnsrr"}
+    assert body["UpdateConfig"]["Order"] == "start-first"
+    assert body["UpdateConfig"]["FailureAction"] == "rollback"
+    assert body["UpdateConfig"]["Parallelism"] == 1
+    task = body["TaskTemplate"]
+    assert task["Networks"] == [{"Target": "provisioner-app-shop"}]
+    assert task["Resources"]["Limits"] == {"MemoryBytes": 256 * 1024**2, "Pids": 100, "NanoCPUs": 500000000}
+    container = task["ContainerSpec"]
+    assert container["Image"] == "10.0.0.1:5000/provisioner-app/shop:v7"
+    assert container["Args"] == ["gunicorn app:app"]  # the launcher's argument; the entrypoint stays
+    assert "Command" not in container
+    assert container["Env"] == ["PORT=5000", "SECRET=s3"]
+    assert container["CapabilityDrop"] == ["ALL"] and "CAP_NET_BIND_SERVICE" in container["CapabilityAdd"]
+    labels = container["Labels"]
+    assert labels["io.provisioner.domains"] == "shop.example.com,www.shop.example.com"
+    assert labels["io.provisioner.port"] == "5000" and labels["io.provisioner.release"] == "7"
+    health = container["Healthcheck"]
+    assert health["StartPeriod"] == 20 * swarm.SECOND and health["Test"][0] == "CMD-SHELL"
+
+
+def test_without_the_launcher_the_command_runs_under_sh_and_a_worker_has_no_health_check_or_domains():
+    body = swarm.service_spec(
+        web(process="worker", port=None, mounts=(Mount("/srv/x", "/data"),)),
+        1,
+        "r/i:v1",
+        launcher=False,
+        health=None,
+        domains=["a.example.com"],
+    )
+    container = body["TaskTemplate"]["ContainerSpec"]
+    assert container["Args"] == ["/bin/sh", "-c", "gunicorn app:app"]
+    assert "Healthcheck" not in container and "io.provisioner.domains" not in container["Labels"]
+    assert container["Mounts"] == [{"Type": "bind", "Source": "/srv/x", "Target": "/data"}]
+    assert body["Name"] == "shop_worker"
+
+
+def test_config_values_are_not_go_templates():
+    body = spec(env={"TPL": "{{.Node.Hostname}} and {{ x }}"})
+    env = body["TaskTemplate"]["ContainerSpec"]["Env"]
+    assert 'TPL={{"{{"}}.Node.Hostname}} and {{"{{"}} x }}' in env
+
+
+def test_swarm_runs_on_managers_with_a_registry_only():
+    assert swarm.enabled(Settings(swarm_role="manager", swarm_registry="10.0.0.1:5000"))
+    assert not swarm.enabled(Settings(swarm_role="worker", swarm_registry="10.0.0.1:5000"))
+    assert not swarm.enabled(Settings())
+    assert swarm.registry_ref(Settings(swarm_registry="10.0.0.1:5000"), "provisioner-app/a:v2") == (
+        "10.0.0.1:5000/provisioner-app/a:v2"
+    )
+
+
+def run_check(script: str, answer: str) -> int:
+    """The health script under bash against a one-shot local server answering `answer`."""
+    server = subprocess.Popen(["python3", "-c", SERVER, answer], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    port = server.stdout.readline().strip()
+    try:
+        return subprocess.run(["sh", "-c", script.replace("{PORT}", port)], timeout=10).returncode
+    finally:
+        server.kill()
+        server.wait()
+
+
+SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(5)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept(); data = b""
+    while b"\r\n\r\n" not in data and (chunk := c.recv(4096)):
+        data += chunk
+    c.sendall(sys.argv[1].encode()); c.close()
+"""
+
+
+def test_the_health_script_passes_2xx_and_3xx_and_fails_5xx():
+    test = swarm.health_test(HealthCheck("http", "/health", 10), 1)["Test"][1]
+    script = test.replace("p=1;", "p={PORT};")
+    assert run_check(script, "HTTP/1.1 200 OK\r\n\r\nok") == 0
+    assert run_check(script, "HTTP/1.0 302 Found\r\nLocation: /x\r\n\r\n") == 0
+    assert run_check(script, "HTTP/1.1 500 Broken\r\n\r\n") == 1
+    tcp = swarm.health_test(HealthCheck("tcp", "/", 10), 1)["Test"][1].replace("p=1;", "p={PORT};")
+    assert run_check(tcp, "") == 0
+
+
+def test_a_hostile_health_path_stays_one_argument():
+    test = swarm.health_test(HealthCheck("http", "/x'; touch /tmp/pwned; '", 10), 5000)["Test"][1]
+    assert "path='/x'\"'\"'; touch /tmp/pwned; '\"'\"''" in test

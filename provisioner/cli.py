@@ -449,10 +449,24 @@ def sandbox_destroy(names: tuple[str, ...]) -> None:
 @click.option(
     "--deploy-key", "deploy_keys", multiple=True, type=click.Path(dir_okay=False), help="Deploy key."
 )
+@click.option(
+    "--ansible-env",
+    is_flag=True,
+    help="Print instead the environment ansible-playbook runs with under `up` (Mitogen's strategy).",
+)
 def vars_command(
-    host_ip: str, domain: str | None, ca_certs: tuple[str, ...], deploy_keys: tuple[str, ...]
+    host_ip: str,
+    domain: str | None,
+    ca_certs: tuple[str, ...],
+    deploy_keys: tuple[str, ...],
+    ansible_env: bool,
 ) -> None:
     """Print, as JSON, the Ansible variables `up` would give such a host (used by the Vagrantfile)."""
+    if ansible_env:
+        from . import runner
+
+        out.print_json(json.dumps(runner.mitogen_env()))
+        return
     data = api.ansible_vars(host_ip, domain=domain, ca_certs=ca_certs, deploy_keys=deploy_keys)
     out.print_json(json.dumps(data))
 

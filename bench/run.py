@@ -16,6 +16,10 @@ bench/results/latest.md and bench/results/latest.svg (each figure against its ta
     fresh_demo    `git clone` of this repository + the README's first command until the app answers, seconds
     postgres_first   the first `postgres:create` on a fresh host (its image is built) until a query answers
     postgres_create  a second `postgres:create` until a query answers, seconds
+    swarm_up      `up --swarm` of 3 fresh sandboxes, seconds
+    swarm_replicas   the Python sample pushed to the manager and scaled to 3 until all three answer
+    swarm_node_loss  a worker killed (`docker kill`) until its replica runs on another node, seconds, with a
+    swarm_loss_failed   client at 20 req/s to the other nodes: its failed requests after the first 5 s
 
 The sandboxes are named bench-*; leftovers of an earlier run are replaced.
 """
@@ -61,6 +65,11 @@ FIGURES: dict[str, tuple[str, str, float]] = {
     # Targets of our own (the databases issue names the figure, not a target).
     "postgres_first": ("first `postgres:create` on a host (image built) -> first query", "s", 30.0),
     "postgres_create": ("`postgres:create` -> first query", "s", 5.0),
+    # Clusters (three sandboxes, one manager): the issue names the figures; the targets are ours.
+    "swarm_up": ("`up --swarm` of 3 fresh hosts", "s", 180.0),
+    "swarm_replicas": ("push -> 3 replicas serving, one per node", "s", 30.0),
+    "swarm_node_loss": ("a worker killed -> its replica running on another node", "s", 30.0),
+    "swarm_loss_failed": ("failed requests during that node loss, after its first 5 s", "", 0.0),
 }
 
 
@@ -83,9 +92,9 @@ def fresh(name: str) -> sandbox.Sandbox:
     return sandbox.create(name)
 
 
-def timed_up(*names: str) -> float:
+def timed_up(*names: str, options: tuple[str, ...] = ()) -> float:
     started = time.monotonic()
-    cli("up", *names, "--no-verify", "--forks", str(max(5, len(names))), *ca_args())
+    cli("up", *names, *options, "--no-verify", "--forks", str(max(5, len(names))), *ca_args())
     return time.monotonic() - started
 
 
@@ -226,7 +235,83 @@ def one_run(only: set[str], workdir: Path) -> dict[str, float]:
             sandbox.destroy(b.name)
     if "fresh_demo" in only:
         got["fresh_demo"] = fresh_demo(workdir)
+    if only & {"swarm_up", "swarm_replicas", "swarm_node_loss", "swarm_loss_failed"}:
+        got.update(swarm_run(workdir))
     return {k: v for k, v in got.items() if k in only}
+
+
+def swarm_run(workdir: Path) -> dict[str, float]:
+    """Three fresh sandboxes in one swarm; the Python sample pushed to the manager and scaled to three
+    replicas; then a worker killed while a client sends 20 requests a second to the other two nodes."""
+    boxes = [fresh(f"bench-s{i}") for i in range(1, 4)]
+    got = {"swarm_up": timed_up(*[b.name for b in boxes], options=("--swarm",))}
+    app = App(boxes[0], f"bench{int(time.time()) % 100000}", workdir)
+    started = time.monotonic()
+    app.push()
+    ssh = [*app.env["GIT_SSH_COMMAND"].split(), "-p", str(boxes[0].ssh_port), "deploy@127.0.0.1"]
+    subprocess.run([*ssh, f"ps:scale {app.name} web=3"], check=True, capture_output=True)
+
+    def hosts_seen() -> set[str]:
+        return {get(b.http_port, app.host)[1].rpartition("host=")[2] for b in boxes for _ in range(2)}
+
+    wait_for(lambda: len(hosts_seen()) == 3, limit=120)
+    got["swarm_replicas"] = time.monotonic() - started
+    failed_at: list[float] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        turn = 0
+        while not stop.is_set():
+            box = boxes[turn % 2]
+            turn += 1
+            try:
+                ok = get(box.http_port, app.host)[0] == 200
+            except OSError:
+                ok = False
+            if not ok:
+                failed_at.append(time.monotonic())
+            time.sleep(0.05)
+
+    def moved() -> bool:
+        listed = subprocess.run(
+            [
+                "docker",
+                "exec",
+                sandbox.container_name(boxes[0].name),
+                "docker",
+                "service",
+                "ps",
+                f"{app.name}_web",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.splitlines()
+        running = [line.split()[0] for line in listed if " Running " in f" {line} "]
+        return len(running) == 3 and boxes[2].name not in running
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        time.sleep(1)
+        killed = time.monotonic()
+        subprocess.run(
+            ["docker", "kill", sandbox.container_name(boxes[2].name)], check=True, capture_output=True
+        )
+        got["swarm_node_loss"] = wait_for(moved, limit=120)
+        time.sleep(3)
+    finally:
+        stop.set()
+        thread.join()
+    got["swarm_loss_failed"] = sum(1 for at in failed_at if at - killed > 5)
+    print(f"node loss: {len(failed_at)} failed requests in all", flush=True)
+    for b in boxes:
+        sandbox.destroy(b.name)
+    return got
 
 
 def postgres_create(box: sandbox.Sandbox, name: str) -> float:

@@ -568,6 +568,41 @@ def cluster_status(target: str, identity: str | None, as_json: bool) -> None:
     out.print(table)
 
 
+@cluster.command(name="remove")
+@click.argument("target")
+@click.argument("node")
+@identity_option
+@click.option(
+    "--timeout",
+    type=click.IntRange(10, 3600),
+    default=180,
+    show_default=True,
+    help="Seconds to wait for the node's tasks to move.",
+)
+def cluster_remove(target: str, node: str, identity: str | None, timeout: int) -> None:
+    """Take NODE out of the swarm TARGET (a manager) belongs to: drain it, wait for its tasks to run on
+    the other nodes, let it leave (when NODE is reachable as a target), remove it."""
+    from . import cluster as swarm
+
+    manager = one_host(target, identity)
+    try:
+        member = one_host(node, identity)
+    except ProvisionerError:
+        member = None
+    swarm.remove(
+        manager,
+        node,
+        leave=(lambda: swarm.leave(member)) if member else None,
+        timeout=timeout,
+        say=lambda line: err.print(escape(line), highlight=False),
+    )
+    out.print(
+        f"{escape(node)} removed. Run `provisioner up` with the remaining targets and --swarm to take it "
+        "out of the others' firewall and routing.",
+        highlight=False,
+    )
+
+
 # --- demo -------------------------------------------------------------------------------------------
 
 

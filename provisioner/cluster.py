@@ -1,4 +1,5 @@
-"""Docker Swarm clusters made by `up --swarm`, seen from the controller: `provisioner cluster status`.
+"""Docker Swarm clusters made by `up --swarm`, seen from the controller: `provisioner cluster status` and
+`provisioner cluster remove`.
 
 Asks a manager over SSH (as root, or a passwordless-sudo admin user, like `provisioner keys`) with Docker's
 own CLI; the parsing is pure and unit-tested.
@@ -7,8 +8,11 @@ own CLI; the parsing is pure and unit-tested.
 from __future__ import annotations
 
 import json
+import re
 import shlex
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -81,3 +85,100 @@ def status(host: Host) -> list[Node]:
         raise ProvisionerError(f"docker node ls failed: {reason}", host=host.name)
     nodes, _, tasks = str(result.stdout).partition(TASKS_MARK)
     return parse_nodes(nodes, tasks)
+
+
+NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+# One line per service: desired and running replicas ("3/3"), the services of apps only.
+CONVERGED = "docker service ls --filter label=io.provisioner.app --format '{{.Replicas}}'"
+
+
+def converged(replicas_lines: str) -> bool:
+    """`docker service ls` Replicas lines: every service runs as many tasks as it wants."""
+    for line in replicas_lines.split():
+        running, _, wanted = line.partition("/")
+        if not wanted or running != wanted.split()[0]:
+            return False
+    return True
+
+
+def _root(host: Host, command: str) -> str:
+    result = preflight.run_as_root(host, command)
+    if result.exited != 0:
+        detail = str(result.stderr or result.stdout or "").strip().splitlines()
+        raise ProvisionerError(
+            f"{detail[-1] if detail else command} (exit code {result.exited})", host=host.name
+        )
+    return str(result.stdout)
+
+
+def remove(
+    host: Host,
+    node: str,
+    *,
+    leave: Callable[[], bool] | None = None,
+    timeout: float = 180,
+    say: Callable[[str], None] = lambda line: None,
+) -> None:
+    """Take NODE out of the swarm TARGET manages, without dropping a request: drain it (Swarm starts its
+    tasks on the other nodes), wait until it runs no app task and every app service is back at its
+    replicas, then let it leave (leave: run `docker swarm leave` on the node itself, False when it cannot
+    be reached) and remove it from the node list. A manager is demoted first; the TARGET itself cannot
+    remove itself."""
+    if not NODE_RE.fullmatch(node):
+        raise ProvisionerError(
+            f"invalid node name {node!r}: expected a host name as `cluster status` shows it"
+        )
+    nodes = {n.hostname: n for n in status(host)}
+    if node not in nodes:
+        known = ", ".join(sorted(nodes)) or "none"
+        raise ProvisionerError(f"no node {node!r} in this swarm (its nodes: {known})", host=host.name)
+    target = nodes[node]
+    if target.role == "leader" or (
+        target.role != "worker" and sum(n.role != "worker" for n in nodes.values()) < 2
+    ):
+        raise ProvisionerError(f"{node} leads the swarm: ask another manager to remove it", host=host.name)
+    me = _root(host, "docker info --format '{{.Swarm.NodeID}}'").strip()
+    if target.id == me:
+        raise ProvisionerError(
+            f"{node} is the manager asked: ask another manager to remove it", host=host.name
+        )
+    quoted = shlex.quote(target.id)
+    if target.role == "manager":
+        say(f"demoting {node} (a manager) to a worker")
+        _root(host, f"docker node demote {quoted}")
+    say(f"draining {node}: Swarm starts its tasks on the other nodes")
+    _root(host, f"docker node update --availability drain {quoted}")
+    deadline = time.monotonic() + timeout
+    while True:
+        on_node = _root(
+            host, f"docker node ps {quoted} --filter desired-state=running --format '{{{{.ID}}}}'"
+        ).split()
+        if not on_node and converged(_root(host, CONVERGED)):
+            break
+        if time.monotonic() > deadline:
+            raise ProvisionerError(
+                f"{node} still runs {len(on_node)} task(s), or the apps are not back at their replicas, "
+                f"after {timeout:.0f} s; it stays drained (cluster status shows it)",
+                host=host.name,
+            )
+        time.sleep(1)
+    say(f"{node} runs no app task; every app is at its replicas")
+    left = leave() if leave else False
+    if not left:
+        say(f"{node} could not be reached to leave the swarm itself: removing it from the node list only")
+    for _ in range(30):  # a node that left shows as down after a moment; Docker removes only those
+        listed = _root(host, f"docker node inspect {quoted} --format '{{{{.Status.State}}}}'").strip()
+        if listed == "down" or not left:
+            break
+        time.sleep(1)
+    _root(host, f"docker node rm --force {quoted}")
+    say(f"removed {node} from the swarm")
+
+
+def leave(host: Host) -> bool:
+    """`docker swarm leave --force` on the node itself; False when it cannot be reached."""
+    try:
+        result = preflight.run_as_root(host, "docker swarm leave --force")
+    except ProvisionerError:
+        return False
+    return bool(result.exited == 0 or "not part of a swarm" in str(result.stderr))

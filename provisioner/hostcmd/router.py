@@ -212,8 +212,9 @@ def watch(settings: Settings, path: Path) -> None:
     stamp = _program_stamp()
     while _program_stamp() == stamp:  # else return: systemd starts the new program
         try:
+            settings = Settings.load()  # `up` may have changed the peers
             sync(settings, path)
-        except (docker.DockerError, nginx.NginxError, OSError) as exc:
+        except (docker.DockerError, nginx.NginxError, OSError, ValueError) as exc:
             print(f"provisioner-router: {exc}", file=sys.stderr, flush=True)
         wake.wait(RESYNC_SECONDS)
         if wake.is_set():

@@ -164,7 +164,12 @@ def service_spec(
             "Monitor": 2 * SECOND,
             "MaxFailureRatio": 0,
         },
-        "RollbackConfig": {"Parallelism": 0, "Order": "start-first", "FailureAction": "pause"},
+        "RollbackConfig": {
+            "Parallelism": 0,
+            "Order": "start-first",
+            "FailureAction": "pause",
+            "Monitor": 1 * SECOND,
+        },
         # No virtual IP: each node's nginx reaches the tasks themselves (hostcmd/router.py).
         "EndpointSpec": {"Mode": "dnsrr"},
     }
@@ -259,7 +264,7 @@ class Swarm(LocalDocker):
         self._network(first.app)
         image = self.publish_image(first.image, say)
         launcher = _launcher(first.image)
-        pending: list[tuple[str, str, int, bool]] = []  # service id, process, replicas, created
+        pending: list[tuple[str, str, int, bool, int]] = []  # id, process, replicas, created, generation
         for process, spec in sorted(specs.items()):
             replicas = max(0, int(scale.get(process, 0)))
             body = service_spec(
@@ -276,18 +281,25 @@ class Swarm(LocalDocker):
                     continue
                 say(f"-----> Starting {process} ({replicas} on the cluster)")
                 created = docker.api("POST", "/services/create", body)
-                pending.append((created["ID"], process, replicas, True))
+                pending.append((created["ID"], process, replicas, True, 0))
             else:
                 say(f"-----> Updating {process} to v{spec.version} ({replicas} replicas, start-first)")
+                # The same release at the same scale again is a restart: Swarm replaces tasks only for a
+                # changed spec, so the restart changes its ForceUpdate counter. A scale changes nothing
+                # else: Swarm adds or stops tasks, and leaves the others (and their spread) alone.
+                generation = _generation(current.get("Spec") or {})
+                if _same_tasks(body, current.get("Spec") or {}):
+                    generation += 1
+                body["TaskTemplate"]["ForceUpdate"] = generation
                 version = current["Version"]["Index"]
                 docker.api("POST", f"/services/{current['ID']}/update", body, query={"version": version})
-                pending.append((current["ID"], process, replicas, False))
+                pending.append((current["ID"], process, replicas, False, generation))
         deadline = time.monotonic() + health.timeout + 30  # the first pull of an image on a node, too
         version = first.version
-        for service_id, process, replicas, created in pending:
+        for service_id, process, replicas, created, generation in pending:
             try:
                 check = health if specs[process].port else None
-                self._wait(service_id, process, version, replicas, deadline, say, check)
+                self._wait(service_id, process, generation, replicas, deadline, say, check, version)
             except SwarmError:
                 if created:
                     with contextlib.suppress(docker.DockerError):
@@ -300,24 +312,41 @@ class Swarm(LocalDocker):
         self,
         service_id: str,
         process: str,
-        version: int,
+        generation: int,
         replicas: int,
         deadline: float,
         say: Say,
         health: HealthCheck | None,
+        version: int,
     ) -> None:
+        """Until the service runs `replicas` healthy tasks of this update (its ForceUpdate generation:
+        a restart of the same release counts too) and no other; SwarmError when Swarm rolled it back."""
         failures = 0
         while True:
             service = dict(docker.api("GET", f"/services/{service_id}"))
             update = service.get("UpdateStatus") or {}
+            # Only the status of this update: a previous one's (rolled back, say) stays until it starts;
+            # Swarm's rollback puts the previous spec (and its generation) back.
             state = str(update.get("State", ""))
+            if _generation(service.get("Spec") or {}) != generation:
+                state = state if state.startswith("rollback") else ""
+            elif not _after(update, service):
+                state = ""
             tasks = self.tasks(service_id)
-            new = [t for t in tasks if _release(t) == version]
+            new = [
+                t
+                for t in tasks
+                if _generation(t.get("Spec") or {}, task=True) == generation and _release(t) == version
+            ]
             running = [t for t in new if _state(t) == "running" and t.get("DesiredState") == "running"]
+            live = ("running", "starting", "preparing", "assigned", "accepted", "ready", "pending")
+            # Tasks of earlier specs still wanted, or still running (an old one stopping after its
+            # replacement turned healthy); a stuck one already told to stop does not hold the release up.
             others = [
                 t
                 for t in tasks
-                if _release(t) != version and _state(t) in ("running", "starting", "preparing")
+                if t not in new
+                and ((t.get("DesiredState") == "running" and _state(t) in live) or _state(t) == "running")
             ]
             failed = [
                 t
@@ -332,7 +361,7 @@ class Swarm(LocalDocker):
             if state.startswith("rollback") or state == "paused":
                 self._settle(service_id)
                 raise self._failure(process, version, new, health, str(update.get("Message", "")))
-            if len(running) >= replicas and not others and state not in ("updating",):
+            if len(running) >= replicas and not others and state != "updating":
                 say(f"       {process}: {replicas} of {replicas} running v{version}, healthy")
                 return
             if failed and len(failed) > failures:
@@ -438,6 +467,29 @@ class Swarm(LocalDocker):
         time.sleep(1)  # the engine removes no network its tasks still use
         with contextlib.suppress(docker.DockerError):
             docker.api("DELETE", f"/networks/{_quote(overlay_name(app))}")
+
+
+def _same_tasks(body: dict[str, Any], spec: dict[str, Any]) -> bool:
+    """The new spec would run the same tasks as the service's current one, at the same scale."""
+    new, old = (
+        body["TaskTemplate"]["ContainerSpec"],
+        (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {},
+    )
+    same = all(new.get(k) == old.get(k) for k in ("Env", "Labels", "Args"))
+    same = same and str(new.get("Image")) == str(old.get("Image", "")).partition("@")[0]
+    replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+    return same and replicas == body["Mode"]["Replicated"]["Replicas"]
+
+
+def _generation(spec: dict[str, Any], task: bool = False) -> int:
+    """The ForceUpdate counter of a service's spec (its TaskTemplate) or of a task's spec."""
+    template = spec if task else (spec.get("TaskTemplate") or {})
+    return int(template.get("ForceUpdate") or 0)
+
+
+def _after(update: dict[str, Any], service: dict[str, Any]) -> bool:
+    """The update status belongs to the service's latest spec (it started after the spec was written)."""
+    return str(update.get("StartedAt", "")) >= str(service.get("UpdatedAt", ""))[:19]
 
 
 def _release(task: dict[str, Any]) -> int:

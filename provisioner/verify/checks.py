@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from provisioner import cluster
 from provisioner.hostcmd import services, tls
 from provisioner.hostcmd.keys import FORCED
 from provisioner.hostcmd.settings import CONFIG_DIR, PROGRAM, Settings
@@ -41,6 +42,7 @@ TITLES = {
     "disk_free": "free disk",
     "apps_serving": "deployed apps serving",
     "certificates": "certificates valid and renewing",
+    "cluster": "swarm nodes ready, apps at their replicas, routed by every node",
 }
 RENEW_TIMER = "provisioner-certs-renew.timer"  # the tls role's
 BACKUP_TIMER = "provisioner-backup.timer"  # the services role's
@@ -159,10 +161,13 @@ def need(host: Any, *services: str) -> None:
             pytest.skip(f"needs {name}, which is not running")
 
 
-def status_code(host: Any, host_header: str, path: str = "/") -> str:
+def status_code(host: Any, host_header: str, path: str = "/", address: str = "127.0.0.1") -> str:
+    """The HTTP status nginx at address (this host's, by default) answers for the virtual host."""
+    where = f"[{address}]" if ":" in address else address
     cmd = host.run(
-        "curl -s -o /dev/null -m 10 -w '%%{http_code}' -H %s http://127.0.0.1%s",
+        "curl -s -o /dev/null -m 10 -w '%%{http_code}' -H %s http://%s%s",
         f"Host: {host_header}",
+        where,
         path,
     )
     return str(cmd.stdout.strip() or "no answer")
@@ -374,6 +379,8 @@ def test_disk_free(host: Any, options: Any, record_property: Any) -> None:
 def test_apps_serving(host: Any) -> None:
     need(host, "docker", "nginx")
     data = settings(host)
+    if data.swarm_role:
+        pytest.skip("a swarm node: its apps are the cluster check's")
     apps = host.run("ls %s 2>/dev/null", data.apps_dir).stdout.split()
     problems = []
     for app in apps:
@@ -448,3 +455,50 @@ def test_certificates(host: Any, record_property: Any) -> None:
     assert not problems, "; ".join(problems)
     if warnings:
         record_property("warning", "; ".join(warnings))
+
+
+SERVICE_DOMAINS = '{{index .Spec.TaskTemplate.ContainerSpec.Labels "io.provisioner.domains"}}'
+
+
+def test_cluster(host: Any) -> None:
+    """On a swarm node (`up --swarm`): the node is in the swarm and provisioner-router runs. On a manager
+    also: every node ready, a quorum of managers reachable, every app service at its replicas, and each
+    node's nginx (this one's and the other nodes', at their addresses) answering for every app."""
+    data = settings(host)
+    if not data.swarm_role:
+        pytest.skip("not a swarm node")
+    need(host, "docker")
+    problems: list[str] = []
+    state = host.run("docker info --format '{{.Swarm.LocalNodeState}}'").stdout.strip()
+    if state != "active":
+        problems.append(f"the node is not in a swarm (its state: {state or 'unknown'}; run provisioner up)")
+    if not service_up(host, "provisioner-router"):
+        problems.append("provisioner-router is not running")
+    if data.swarm_role == "manager" and state == "active":
+        listed = host.run("docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'").stdout
+        nodes = [line.split() for line in listed.splitlines() if line.strip()]
+        down = [n[0] for n in nodes if n[1:2] != ["Ready"]]
+        if down:
+            problems.append(f"not ready: {', '.join(down)}")
+        managers = [n for n in nodes if len(n) > 2]
+        reachable = [n for n in managers if n[2] in ("Leader", "Reachable")]
+        if len(reachable) <= len(managers) // 2:
+            problems.append(f"{len(reachable)} of {len(managers)} managers reachable: no quorum")
+        services = host.run(
+            "docker service ls --filter label=io.provisioner.app --format '{{.Name}} {{.Replicas}}'"
+        ).stdout
+        for line in services.splitlines():
+            name, _, replicas = line.partition(" ")
+            replicas = replicas.split(" ")[0]
+            if not replicas.endswith("/0") and not cluster.converged(replicas):
+                problems.append(f"{name}: {replicas} replicas running")
+                continue
+            domains = host.run("docker service inspect --format %s %s", SERVICE_DOMAINS, name).stdout.strip()
+            if not domains or replicas.endswith("/0"):
+                continue
+            domain = domains.split(",")[0]
+            for address in ("127.0.0.1", *data.swarm_peers):
+                code = status_code(host, domain, address=address)
+                if not code.isdigit() or not 200 <= int(code) < 400:
+                    problems.append(f"{name}: GET http://{domain}/ through {address} gave {code}")
+    assert not problems, "; ".join(problems)

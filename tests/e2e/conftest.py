@@ -6,7 +6,6 @@ deployed to) and `dev` (a `Deployer`: the developer's machine with git repositor
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import os
 import shlex
@@ -71,17 +70,26 @@ class Boxes:
         self.names.append(name)
         return sandbox.create(name, cli=self.client)
 
+    def retire(self, boxes: list[sandbox.Sandbox]) -> None:
+        """Stop sandboxes a module is done with (they are removed with the others at the session's end):
+        a cluster's health checks and heartbeats take no CPU from the modules after it."""
+        if os.environ.get("PROVISIONER_KEEP_SANDBOXES"):
+            return
+        for box in boxes:
+            with contextlib.suppress(Exception):
+                self.client.containers.get(sandbox.container_name(box.name)).kill()
+
     def cleanup(self) -> None:
+        """Remove the session's sandboxes: their containers, then, in the background (it is mostly
+        deleting files, and a later run removes any leftover itself), their Docker volumes."""
         if os.environ.get("PROVISIONER_KEEP_SANDBOXES"):
             return  # for debugging a failed run: `provisioner sandbox ssh e2e-root`
-
-        def destroy(name: str) -> None:
-            with contextlib.suppress(Exception):
-                sandbox.destroy(name, self.client)
-
-        # Side by side: removing a sandbox is mostly deleting its Docker volume's files.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(destroy, self.names))
+        containers = [sandbox.container_name(n) for n in self.names]
+        volumes = [sandbox.volume_name(n) for n in self.names]
+        if not containers:
+            return
+        script = f"docker rm -f -v {shlex.join(containers)}; docker volume rm -f {shlex.join(volumes)}"
+        subprocess.Popen(["sh", "-c", f"({script}) >/dev/null 2>&1"], start_new_session=True)
 
 
 @pytest.fixture(scope="session")
@@ -272,6 +280,7 @@ class Load:
     def __init__(self, boxes: list[sandbox.Sandbox], host: str) -> None:
         self.boxes, self.host = boxes, host
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # time.monotonic() of each failure
         self.bodies: list[str] = []
         self.took: list[float] = []
         self._stop = threading.Event()
@@ -286,12 +295,16 @@ class Load:
             try:
                 status, body = get(box, self.host)
                 if status != 200:
-                    self.failures.append(f"{box.name}: HTTP {status}")
+                    self._failed(f"{box.name}: HTTP {status}")
                 self.bodies.append(body)
             except (URLError, OSError) as exc:
-                self.failures.append(f"{box.name}: {exc}")
+                self._failed(f"{box.name}: {exc}")
             self.took.append(time.monotonic() - began)
             time.sleep(0.05)
+
+    def _failed(self, what: str) -> None:
+        self.failures.append(what)
+        self.failed_at.append(time.monotonic())
 
     def __enter__(self) -> Load:
         self._thread.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ NAMES = ("swarm-m1", "swarm-w1", "swarm-w2")
 class Cluster:
     def __init__(self, boxes: list[sandbox.Sandbox], up_args: list[str], first) -> None:
         self.boxes, self.up_args, self.first = boxes, up_args, first
+        self.added: list[sandbox.Sandbox] = []  # nodes the tests added
 
     @property
     def manager(self) -> sandbox.Sandbox:
@@ -29,7 +31,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(boxes, test_ca, cli) -> Cluster:
+def cluster(boxes, test_ca, cli) -> Iterator[Cluster]:
     made = [boxes.create(name) for name in NAMES]
     up_args = [b.name for b in made] + ["--swarm", "--ca-cert", str(test_ca), "--forks", "3"]
     for local_ca in sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt")):
@@ -38,7 +40,9 @@ def cluster(boxes, test_ca, cli) -> Cluster:
     first = cli("up", *up_args, "--json")
     record_figure("up --swarm", f"3 fresh hosts in {time.monotonic() - started:.0f} s (with verify)")
     assert first.rc == 0, f"up --swarm failed:\n{first.stdout[-3000:]}\n{first.stderr[-3000:]}"
-    return Cluster(made, up_args, first)
+    made_cluster = Cluster(made, up_args, first)
+    yield made_cluster
+    boxes.retire(made + made_cluster.added)
 
 
 def nodes(cli, cluster: Cluster) -> list[dict]:
@@ -111,6 +115,10 @@ def swarm_tasks(cluster: Cluster, service: str) -> list[dict[str, str]]:
     ]
 
 
+def running_nodes(cluster: Cluster, service: str = "py_web") -> list[str]:
+    return sorted(t["node"] for t in swarm_tasks(cluster, service) if t["state"].startswith("Running"))
+
+
 def answers(cluster: Cluster, app: str, rounds: int = 4) -> list[str]:
     """The bodies of GETs through every node's nginx, `rounds` times each."""
     return [get(box, app_host(app))[1].strip() for _ in range(rounds) for box in cluster.boxes]
@@ -151,8 +159,31 @@ def test_an_app_runs_as_a_service_with_one_replica_per_node_reached_through_ever
     assert "py_web 3/3" in listed, listed
 
 
+def test_up_again_with_a_fourth_host_adds_it_and_scaling_to_four_places_a_replica_on_it(
+    cluster, scaled, swarm_dev, boxes, cli
+):
+    fourth = boxes.create("swarm-w3")
+    cluster.added.append(fourth)
+    options = cluster.up_args[3:]  # after the first three targets; all four hosts at once:
+    options = [*options[: options.index("--forks")], *options[options.index("--forks") + 2 :], "--forks", "4"]
+    second = cli("up", *[b.name for b in cluster.boxes], fourth.name, *options, "--no-verify", "--json")
+    assert second.rc == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    # The others learn the new member (their firewall's, nginx's and the router's list of peers) and
+    # nothing else changes there.
+    changed = {name: stats["changed"] for name, stats in json.loads(second.stdout)["hosts"].items()}
+    assert all(changed[b.name] <= 6 for b in cluster.boxes), changed
+    assert changed[fourth.name] > 20, changed
+    cluster.boxes.append(fourth)
+    assert len(nodes(cli, cluster)) == 4
+    result = swarm_dev.ssh("ps:scale", "py", "web=4")
+    assert result.returncode == 0, result.stderr
+    assert running_nodes(cluster) == sorted(b.name for b in cluster.boxes)
+    bodies = [get(fourth, app_host("py"))[1] for _ in range(3)]
+    assert all(b.startswith("python v1") for b in bodies), bodies
+
+
 def test_a_redeploy_under_load_on_every_node_fails_no_request(cluster, scaled, swarm_dev):
-    """20 requests a second, round robin over the three nodes, while v2 replaces v1 start-first."""
+    """20 requests a second, round robin over the four nodes, while v2 replaces v1 start-first."""
     app_py = scaled / "app.py"
     app_py.write_text(app_py.read_text().replace('VERSION = "1"', 'VERSION = "2"'))
     swarm_dev.commit(scaled, "v2")
@@ -162,8 +193,8 @@ def test_a_redeploy_under_load_on_every_node_fails_no_request(cluster, scaled, s
         time.sleep(3)
     failures, bodies = load.failures, load.bodies
     pushed_ok(result, "py")
-    assert "Updating web to v2 (3 replicas, start-first)" in result.stderr, result.stderr
-    record_figure("cluster redeploy", f"{len(bodies)} requests over 3 nodes, {len(failures)} failed")
+    assert "Updating web to v2 (4 replicas, start-first)" in result.stderr, result.stderr
+    record_figure("cluster redeploy", f"{len(bodies)} requests over 4 nodes, {len(failures)} failed")
     assert failures == [], failures[:5]
     assert bodies[0].startswith("python v1") and bodies[-1].startswith("python v2"), (bodies[0], bodies[-1])
     assert {t["image"].rpartition(":")[2] for t in swarm_tasks(cluster, "py_web")} == {"v2"}
@@ -185,7 +216,77 @@ def test_a_release_failing_its_health_check_is_rolled_back_and_the_push_says_why
     )
     assert "v2 is still serving" in result.stderr
     assert "Traceback" not in result.stderr
-    # Swarm rolled the service back: three replicas of v2 serve through every node.
+    # Swarm rolled the service back: the four replicas of v2 serve through every node.
     tasks = swarm_tasks(cluster, "py_web")
-    assert len(tasks) == 3 and {t["image"].rpartition(":")[2] for t in tasks} == {"v2"}, tasks
+    assert len(tasks) == 4 and {t["image"].rpartition(":")[2] for t in tasks} == {"v2"}, tasks
     assert all(b.startswith("python v2") for b in answers(cluster, "py", rounds=2))
+
+
+def test_ps_restart_replaces_every_task(cluster, scaled, swarm_dev):
+    before = set(
+        root_exec(cluster.manager, "docker service ps py_web -q --filter desired-state=running").split()
+    )
+    restart = swarm_dev.ssh("ps:restart", "py")
+    assert restart.returncode == 0, restart.stderr
+    after = set(
+        root_exec(cluster.manager, "docker service ps py_web -q --filter desired-state=running").split()
+    )
+    assert len(after) == 4 and not before & after, (before, after)
+    assert all(b.startswith("python v2") for b in answers(cluster, "py", rounds=1))
+
+
+# --- nodes joining, leaving and failing, with the app under load ---------------------------------------
+
+
+def test_cluster_remove_drains_a_node_under_load_without_a_failed_request(cluster, scaled, cli):
+    leaving = cluster.boxes[2]
+    staying = [b for b in cluster.boxes if b is not leaving]
+    with Load(staying, app_host("py")) as load:
+        time.sleep(1)
+        removed = cli("cluster", "remove", cluster.manager.name, leaving.name)
+        time.sleep(2)
+    assert removed.rc == 0, removed.stderr
+    assert "Traceback" not in removed.stderr
+    cluster.boxes.remove(leaving)
+    figure = f"{len(load.bodies)} requests during the drain, {len(load.failures)} failed"
+    record_figure("cluster remove", figure)
+    assert load.failures == [], load.failures[:5]
+    assert {n["hostname"] for n in nodes(cli, cluster)} == {b.name for b in staying}
+    placed = running_nodes(cluster)
+    assert len(placed) == 4 and leaving.name not in placed, placed
+    info = root_exec(leaving, "docker info --format '{{.Swarm.LocalNodeState}}'").strip()
+    assert info == "inactive", info  # it left the swarm itself
+    # A name that is no node, and the manager asked to remove itself: one clear line each.
+    unknown = cli("cluster", "remove", cluster.manager.name, "no-such-node")
+    assert unknown.rc == 1 and "no node 'no-such-node'" in unknown.stderr, unknown.stderr
+    itself = cli("cluster", "remove", cluster.manager.name, cluster.manager.name)
+    assert itself.rc == 1 and "ask another manager" in itself.stderr, itself.stderr
+
+
+def test_a_killed_worker_costs_no_request_after_five_seconds_and_its_replicas_move(
+    cluster, scaled, docker_client
+):
+    victim = cluster.boxes[-1]
+    others = [b for b in cluster.boxes if b is not victim]
+    with Load(others, app_host("py")) as load:
+        time.sleep(1)
+        killed_at = time.monotonic()
+        docker_client.containers.get(sandbox.container_name(victim.name)).kill()
+        restored = None
+        while time.monotonic() - killed_at < 60:
+            placed = running_nodes(cluster)
+            if len(placed) == 4 and victim.name not in placed:
+                restored = time.monotonic() - killed_at
+                break
+            time.sleep(0.5)
+        time.sleep(2)
+    cluster.boxes.remove(victim)
+    late = [f for f, at in zip(load.failures, load.failed_at, strict=True) if at - killed_at > 5]
+    record_figure(
+        "node loss",
+        f"replicas back in {restored if restored is None else round(restored, 1)} s; "
+        f"{len(load.failures)} of {len(load.bodies) + len(load.failures)} requests failed "
+        f"({len(late)} after the first 5 s)",
+    )
+    assert restored is not None and restored <= 30, restored
+    assert late == [], late[:5]

@@ -2,7 +2,12 @@
 
 import json
 
+import pytest
+
+from provisioner import cluster
 from provisioner.cluster import parse_nodes
+from provisioner.errors import ProvisionerError
+from provisioner.targets import Host
 
 
 def line(**fields):
@@ -42,3 +47,17 @@ def test_nodes_with_roles_states_and_task_counts_managers_first():
 
 def test_an_empty_swarm_listing():
     assert parse_nodes("", "") == []
+
+
+def test_converged_means_every_service_runs_its_replicas():
+    assert cluster.converged("3/3\n1/1\n0/0\n")
+    assert cluster.converged("")
+    assert not cluster.converged("3/3\n2/3\n")
+    assert not cluster.converged("1/2 (max 1 per node)")
+
+
+def test_a_hostile_node_name_is_refused_before_any_connection():
+    host = Host(name="m1", address="127.0.0.1")
+    for bad in ("", "-rf", "a b", "x;reboot", "$(id)", "a" * 300):
+        with pytest.raises(ProvisionerError, match="invalid node name"):
+            cluster.remove(host, bad)

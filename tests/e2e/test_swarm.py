@@ -222,15 +222,29 @@ def test_a_release_failing_its_health_check_is_rolled_back_and_the_push_says_why
     assert all(b.startswith("python v2") for b in answers(cluster, "py", rounds=2))
 
 
+def test_config_set_reaches_every_replica_and_never_a_command_line(cluster, scaled, swarm_dev):
+    secret = "s3cr3t-{{.Node.Hostname}}-value"  # braces: a Go template to Swarm, a plain value to us
+    result = swarm_dev.ssh("config:set", "py", f"GREETING={secret}")
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stderr + result.stdout
+    bodies = answers(cluster, "py", rounds=2)
+    assert all(f"greeting={secret} " in b for b in bodies), bodies[:3]
+    for box in cluster.boxes:  # no process on any node carries it in its command line
+        assert secret not in root_exec(box, "ps -eo args"), box.name
+    logs = swarm_dev.ssh("logs", "py", "-n", "5")
+    assert logs.returncode == 0 and "gunicorn" in logs.stdout.lower() + logs.stderr.lower(), logs
+
+
 def test_ps_restart_replaces_every_task(cluster, scaled, swarm_dev):
-    before = set(
-        root_exec(cluster.manager, "docker service ps py_web -q --filter desired-state=running").split()
-    )
+    def running() -> set[str]:
+        return set(
+            root_exec(cluster.manager, "docker service ps py_web -q --filter desired-state=running").split()
+        )
+
+    before = running()
     restart = swarm_dev.ssh("ps:restart", "py")
     assert restart.returncode == 0, restart.stderr
-    after = set(
-        root_exec(cluster.manager, "docker service ps py_web -q --filter desired-state=running").split()
-    )
+    after = running()
     assert len(after) == 4 and not before & after, (before, after)
     assert all(b.startswith("python v2") for b in answers(cluster, "py", rounds=1))
 

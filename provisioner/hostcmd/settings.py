@@ -64,7 +64,7 @@ class Settings:
     swarm_registry: str = ""  # swarm_registry: the cluster registry, host:port
     swarm_peers: tuple[str, ...] = ()  # swarm_peers: the other nodes' addresses
     swarm_router_port: int = 8480  # swarm_router_port
-    swarm_router_file: str = "/etc/nginx/conf.d/60-provisioner-cluster.conf"  # swarm_router_file
+    swarm_router_file: str = "/etc/nginx/provisioner-cluster/routes.conf"  # swarm_router_file
     # Written by the base role at fixed paths (not settings of their own).
     ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
     pip_conf: str = "/etc/pip.conf"

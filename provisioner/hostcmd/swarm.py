@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -244,7 +245,14 @@ class Swarm(LocalDocker):
     def task_logs(self, task_id: str, lines: int = 20) -> str:
         if not task_id:
             return ""
-        proc = docker.cli("service", "logs", "--raw", "--tail", str(lines), task_id, check=False, timeout=20)
+        # The task's node sends them; one that is gone (or slow) must not hold up the push's answer.
+        try:
+            proc = docker.cli(
+                "service", "logs", "--raw", "--tail", str(lines), task_id, check=False, timeout=5
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+            return out.strip()
         return ((proc.stdout or "") + (proc.stderr or "")).strip()
 
     def rollout(

@@ -151,6 +151,9 @@ def dispatch(argv: list[str], settings: Settings, over_ssh: bool = False) -> int
         out(commands.help_text(settings))
         return 0
     verb, args = argv[0], argv[1:]
+    if settings.swarm_role == "worker" and verb != "hook":
+        err("error: this host is a worker of a swarm: push to a manager, and run app commands there")
+        return 1
     if verb in ("git-receive-pack", "git-upload-pack"):
         return git_command(settings, verb, args)
     if verb == "hook" and args == ["pre-receive"] and not over_ssh:

@@ -214,3 +214,11 @@ def test_releases_json_lists_each_pushs_figures_in_phase_order_and_never_the_con
     assert "s3" not in out and "SECRET" not in out
     assert run(monkeypatch, "releases shop --yaml") == 1
     assert "usage: releases APP [--json]" in capsys.readouterr().err
+
+
+def test_a_swarm_worker_sends_pushes_and_app_commands_to_a_manager(tmp_path, capsys):
+    worker = Settings(apps_dir=str(tmp_path / "apps"), domain="example.test", swarm_role="worker")
+    for argv in (["git-receive-pack", "'shop'"], ["ps", "shop"], ["apps:list"]):
+        assert host.dispatch(argv, worker) == 1
+        assert "worker of a swarm: push to a manager" in capsys.readouterr().err
+    assert not (tmp_path / "apps").exists()

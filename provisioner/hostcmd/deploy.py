@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import build, procfile, release, tls
+from . import build, procfile, release, swarm, tls
 from .scheduler import Scheduler, for_settings
 from .store import App, Release, now
 
@@ -40,9 +40,12 @@ def publish(
     """Make rel what the app serves. restart=False keeps the running processes and only routes the
     app's domains to them (domain changes). deploy_tasks=True (a push's new build only) also runs
     app.json's predeploy and postdeploy scripts. Each step is timed in phases. The caller holds the
-    app's lock."""
+    app's lock. On a swarm, routes follow the tasks' labels (hostcmd/router.py): a domain change is a
+    rollout there."""
     sched = sched or for_settings(app.settings)
     phases = phases or release.Phases()
+    if isinstance(sched, swarm.Swarm):
+        restart = True
     if restart:
         app.set_pending(rel)  # first: a crash after the switch leaves a record of what went live
         try:

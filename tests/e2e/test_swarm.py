@@ -235,6 +235,14 @@ def test_config_set_reaches_every_replica_and_never_a_command_line(cluster, scal
     assert logs.returncode == 0 and "gunicorn" in logs.stdout.lower() + logs.stderr.lower(), logs
 
 
+def test_a_domain_added_is_routed_by_every_node(cluster, scaled, swarm_dev):
+    added = swarm_dev.ssh("domains:add", "py", "www.py.example.test")
+    assert added.returncode == 0, added.stderr
+    bodies = [get(box, "www.py.example.test")[1] for box in cluster.boxes for _ in range(2)]
+    assert all(b.startswith("python v2") for b in bodies), bodies
+    assert root_exec(cluster.manager, "nginx -t 2>&1 | grep -c conflicting || true").strip() == "0"
+
+
 def test_ps_restart_replaces_every_task(cluster, scaled, swarm_dev):
     def running() -> set[str]:
         return set(

@@ -103,16 +103,20 @@ class LocalDocker:
     def __init__(self) -> None:
         self._networks: set[str] = set()
 
+    def _network_spec(self, app: str) -> dict[str, Any]:
+        """The app's network as the engine creates it: a bridge of this host's."""
+        return {"Name": network_name(app), "Driver": "bridge", "CheckDuplicate": True, "Labels": {LABEL: app}}
+
     def _network(self, app: str) -> str:
         """The app's network, created on first use (Docker's address pools: the docker role's
         docker_address_pools)."""
-        name = network_name(app)
+        body = self._network_spec(app)
+        name = str(body["Name"])
         if name in self._networks:
             return name
         try:
             docker.api("GET", f"/networks/{name}")
         except docker.DockerError:
-            body = {"Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": {LABEL: app}}
             try:
                 docker.api("POST", "/networks/create", body)
             except docker.DockerError:

@@ -192,24 +192,15 @@ class Swarm(LocalDocker):
 
     # -- networks and images -------------------------------------------------------------------------
 
-    def _network(self, app: str) -> str:
+    def _network_spec(self, app: str) -> dict[str, Any]:
         """The app's overlay network (attachable: one-off containers on the manager join it too)."""
-        name = overlay_name(app)
-        try:
-            docker.api("GET", f"/networks/{_quote(name)}")
-        except docker.DockerError:
-            body = {
-                "Name": name,
-                "Driver": "overlay",
-                "Attachable": True,
-                "CheckDuplicate": True,
-                "Labels": {LABEL: app},
-            }
-            try:
-                docker.api("POST", "/networks/create", body)
-            except docker.DockerError:
-                docker.api("GET", f"/networks/{_quote(name)}")
-        return name
+        return {
+            "Name": overlay_name(app),
+            "Driver": "overlay",
+            "Attachable": True,
+            "CheckDuplicate": True,
+            "Labels": {LABEL: app},
+        }
 
     def publish_image(self, image: str, say: Say) -> str:
         """Push the release's image to the cluster registry (once per image); its name there."""
@@ -271,7 +262,7 @@ class Swarm(LocalDocker):
         first = next(iter(specs.values()))
         self._network(first.app)
         image = self.publish_image(first.image, say)
-        launcher = _launcher(first.image)
+        launcher = self._launcher(first.image)
         pending: list[tuple[str, str, int, bool, int]] = []  # id, process, replicas, created, generation
         for process, spec in sorted(specs.items()):
             replicas = max(0, int(scale.get(process, 0)))
@@ -510,8 +501,3 @@ def _release(task: dict[str, Any]) -> int:
 
 def _state(task: dict[str, Any]) -> str:
     return str((task.get("Status") or {}).get("State", ""))
-
-
-def _launcher(image: str) -> bool:
-    entry = docker.image_config(image).get("Entrypoint") or []
-    return bool(entry) and str(entry[0]).endswith("provisioner-launch")

@@ -283,11 +283,13 @@ class Swarm(LocalDocker):
                 pending.append((created["ID"], process, replicas, True, 0))
             else:
                 say(f"-----> Updating {process} to v{spec.version} ({replicas} replicas, start-first)")
-                # The same release at the same scale again is a restart: Swarm replaces tasks only for a
-                # changed spec, so the restart changes its ForceUpdate counter. A scale changes nothing
-                # else: Swarm adds or stops tasks, and leaves the others (and their spread) alone.
+                # Every update but a scale changes the ForceUpdate counter, which marks the tasks it
+                # starts: the same release at the same scale again is a restart (Swarm replaces tasks
+                # only for a changed spec), and a domain change keeps the release's label but must be
+                # waited for too. A scale changes nothing else: Swarm adds or stops tasks, and leaves
+                # the others (and their spread) alone.
                 generation = _generation(current.get("Spec") or {})
-                if _same_tasks(body, current.get("Spec") or {}):
+                if not _only_scaled(body, current.get("Spec") or {}):
                     generation += 1
                 body["TaskTemplate"]["ForceUpdate"] = generation
                 version = current["Version"]["Index"]
@@ -468,8 +470,8 @@ class Swarm(LocalDocker):
             docker.api("DELETE", f"/networks/{_quote(overlay_name(app))}")
 
 
-def _same_tasks(body: dict[str, Any], spec: dict[str, Any]) -> bool:
-    """The new spec would run the same tasks as the service's current one, at the same scale."""
+def _only_scaled(body: dict[str, Any], spec: dict[str, Any]) -> bool:
+    """The new spec runs the same tasks as the service's current one, at another scale."""
     new, old = (
         body["TaskTemplate"]["ContainerSpec"],
         (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {},
@@ -477,7 +479,7 @@ def _same_tasks(body: dict[str, Any], spec: dict[str, Any]) -> bool:
     same = all(new.get(k) == old.get(k) for k in ("Env", "Labels", "Args"))
     same = same and str(new.get("Image")) == str(old.get("Image", "")).partition("@")[0]
     replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
-    return same and replicas == body["Mode"]["Replicated"]["Replicas"]
+    return same and replicas != body["Mode"]["Replicated"]["Replicas"]
 
 
 def _generation(spec: dict[str, Any], task: bool = False) -> int:

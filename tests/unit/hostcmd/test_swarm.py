@@ -131,3 +131,22 @@ def test_the_health_script_passes_2xx_and_3xx_and_fails_5xx():
 def test_a_hostile_health_path_stays_one_argument():
     test = swarm.health_test(HealthCheck("http", "/x'; touch /tmp/pwned; '", 10), 5000)["Test"][1]
     assert "path='/x'\"'\"'; touch /tmp/pwned; '\"'\"''" in test
+
+
+def test_only_a_scale_leaves_the_running_tasks_alone():
+    """Every other update (a restart, a domain, a config value) is marked by a new ForceUpdate counter,
+    which the rollout waits for: a changed label alone would leave the old tasks counted as the new."""
+    current = spec()
+    current["TaskTemplate"]["ContainerSpec"]["Image"] += "@sha256:" + "0" * 64  # as Swarm stores it
+    scaled = spec()
+    scaled["Mode"]["Replicated"]["Replicas"] = 5
+    assert swarm._only_scaled(scaled, current)
+    assert not swarm._only_scaled(spec(), current)  # a restart
+    other_domains = swarm.service_spec(
+        web(), 3, "10.0.0.1:5000/provisioner-app/shop:v7", launcher=True,
+        health=HealthCheck("http", "/health", 20), domains=["shop.example.com", "new.example.com"],
+    )  # fmt: skip
+    assert not swarm._only_scaled(other_domains, current)
+    other_domains["Mode"]["Replicated"]["Replicas"] = 5
+    assert not swarm._only_scaled(other_domains, current)
+    assert not swarm._only_scaled(spec(env={"SECRET": "s4"}), current)

@@ -102,9 +102,20 @@ LOCATION = (
         proxy_connect_timeout 2s;
         proxy_next_upstream error timeout http_502 http_503 http_504;
         proxy_next_upstream_tries 4;
-"""
+{extra}"""
     + nginx.PROXY_HEADERS
 )
+# On the router port: when none of the node's tasks could be reached (a task stopping as its node drains),
+# nginx's own 502/504 becomes a 503, "no task here now", so the asking node tries the next one (both its
+# app servers and its default server move on after a 503). An app's own 502 passes through unchanged
+# (proxy_intercept_errors is off).
+NOT_HERE = """        error_page 502 504 =503 /.provisioner-not-here;
+"""
+NOT_HERE_LOCATION = """
+    location = /.provisioner-not-here {
+        internal;
+        return 503;
+    }"""
 
 
 SERVER = """\
@@ -114,7 +125,7 @@ server {{
     client_max_body_size 100m;
     location / {{
 {location}
-    }}
+    }}{more}
 }}
 """
 
@@ -136,9 +147,12 @@ def render(tasks: list[Task], peers: list[str], router_port: int) -> str:
             (f"provisioner-here-{app}", here),
         ):
             text += f"\nupstream {name} {{\n" + "\n".join(servers) + "\n    keepalive 16;\n}\n"
-        for listen, upstream in (("80", "cluster"), (str(router_port), "here")):
-            location = LOCATION.format(upstream=f"provisioner-{upstream}-{app}")
-            text += SERVER.format(listen=listen, names=domains, location=location)
+        location = LOCATION.format(upstream=f"provisioner-cluster-{app}", extra="")
+        text += SERVER.format(listen="80", names=domains, location=location, more="")
+        location = LOCATION.format(upstream=f"provisioner-here-{app}", extra=NOT_HERE)
+        text += SERVER.format(
+            listen=str(router_port), names=domains, location=location, more=NOT_HERE_LOCATION
+        )
     return text
 
 

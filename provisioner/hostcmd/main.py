@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import build, commands, keys, names, nginx, procfile, release, repo, services, session, tree
+from . import build, commands, keys, names, nginx, procfile, release, repo, services, session, swarm, tree
 from .commands import base
 from .commands.base import UserError, err, out
 from .deploy import deploy, reconcile
@@ -36,6 +36,7 @@ REFUSALS = (
     tree.TreeError,
     StoreError,
     services.ServiceError,
+    swarm.SwarmError,
 )
 
 # --- git ------------------------------------------------------------------------------------------------
@@ -60,6 +61,7 @@ def git_command(settings: Settings, verb: str, args: list[str]) -> int:
         if not app.exists():
             raise UserError(f"no app named {app.name!r}")
         os.execvp(verb, [verb, str(app.repo)])  # noqa: S606 - git's own server side on a validated path
+    swarm.adopt(app, repo.initializer(settings), err)  # deployed from another manager of the cluster
     if not app.exists():
         app.create(repo.initializer(settings))
         err(f"-----> Created app {app.name}")
@@ -168,6 +170,7 @@ def dispatch(argv: list[str], settings: Settings, over_ssh: bool = False) -> int
         return 1
     allowed(command, args)
     if command.scope == "app" and args and names.APP_RE.fullmatch(args[0]):
+        swarm.adopt(App(settings, args[0]), repo.initializer(settings), err)
         settle(App(settings, args[0]))
     command.handler(settings, args)
     return 0

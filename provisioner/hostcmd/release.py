@@ -265,6 +265,7 @@ def activate(
                     release.health,
                     app.all_domains(),
                     say,
+                    record=swarm.record_label(release.to_dict(), app.domains()),
                 )
             except (swarm.SwarmError, docker.DockerError) as exc:
                 raise ReleaseError(str(exc), getattr(exc, "tail", "")) from None

@@ -5,8 +5,13 @@ replicas the app's scale. A release is a service update: start-first, one task a
 gated by the release's health check, run by Docker inside the task (a HEALTHCHECK: Swarm counts a task as
 running only once it is healthy, and stops the old task only then). A task that fails the check fails the
 update, and Swarm rolls the service back to its previous spec by itself (`FailureAction: rollback`); the push
-then fails with the reason. Images are built on the manager that got the push and pushed to the cluster's
-registry (the swarm role's, on the first manager), from which every node pulls.
+then fails with the reason. Images are built on the manager that got the push and pushed to that
+manager's registry (the swarm role runs one on each manager), from which the nodes pull.
+
+Swarm's replicated store is the cluster's record of an app: each service carries the release record (the
+config's keys; the values are the service's environment) and the app's domains. A manager that gets a push
+or a command for an app another manager deployed (one that is gone, say) takes the app over from there
+(`adopt`): its config, scale, domains and current release, so the next release starts from them.
 
 Config values travel in the service spec (the API body, kept in Swarm's replicated store), never on a
 command line. Routing is each node's business (hostcmd/router.py): nginx there routes to the healthy tasks.
@@ -21,17 +26,22 @@ import subprocess
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import docker
 from .procfile import HealthCheck
 from .scheduler import APP_CAPABILITIES, LABEL, Instance, LocalDocker, ProcessSpec, memory_bytes
 from .settings import Settings
+from .store import App, Release
 
 Say = Callable[[str], None]
 SECOND = 1_000_000_000  # the Engine API's durations are nanoseconds
 DOMAINS_LABEL = "io.provisioner.domains"
 PORT_LABEL = "io.provisioner.port"
+LEADER_WAIT = 45.0  # seconds a push or command waits for a lost leader's successor
+RECORD_LABEL = "io.provisioner.record"
 
 
 class SwarmError(RuntimeError):
@@ -116,8 +126,10 @@ def service_spec(
     launcher: bool,
     health: HealthCheck | None,
     domains: list[str],
+    record: str = "",
 ) -> dict[str, Any]:
-    """The Swarm service of one process type (spec.index is not used: Swarm numbers the replicas)."""
+    """The Swarm service of one process type (spec.index is not used: Swarm numbers the replicas); record:
+    the release record (record_label) the service carries for the other managers."""
     env = dict(spec.env)
     labels = {
         LABEL: spec.app,
@@ -125,6 +137,8 @@ def service_spec(
         "io.provisioner.release": str(spec.version),
     }
     container_labels = dict(labels)
+    if record:
+        labels[RECORD_LABEL] = record
     container: dict[str, Any] = {
         "Image": image,
         "Labels": container_labels,
@@ -202,9 +216,24 @@ class Swarm(LocalDocker):
             "Labels": {LABEL: app},
         }
 
+    def local_image(self, app: str, image: str) -> str:
+        """The release's image on this manager: built here, or (a release another manager deployed) the
+        copy this node pulled when it ran a task of it, pulled now if it never did."""
+        if docker.image_exists(image):
+            return image
+        for service in self.services(app):
+            name = str(_container_spec(service).get("Image", "")).partition("@")[0]
+            if name.endswith("/" + image):
+                if not docker.image_exists(name):
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        docker.cli("pull", "-q", name, check=False, timeout=60)
+                if docker.image_exists(name):
+                    return name
+        raise SwarmError(f"{image} is neither on this manager nor in a registry it reaches")
+
     def publish_image(self, image: str, say: Say) -> str:
-        """Push the release's image to the cluster registry (once per image); its name there."""
-        ref = registry_ref(self.settings, image)
+        """Push the release's image to this manager's registry (once per image); its name there."""
+        ref = registry_ref(self.settings, _unregistered(image))
         repo, _, tag = ref.rpartition(":")
         docker.api("POST", f"/images/{_quote(image)}/tag", query={"repo": repo, "tag": tag})
         started = time.monotonic()
@@ -216,6 +245,36 @@ class Swarm(LocalDocker):
             )
         say(f"       {image} in the cluster registry ({time.monotonic() - started:.1f} s)")
         return ref
+
+    # -- the cluster ---------------------------------------------------------------------------------
+
+    def wait_for_leader(self, say: Say, timeout: float = LEADER_WAIT) -> None:
+        """Right after the leader is lost, the other managers elect one (about ten seconds): until then
+        Swarm answers nothing, so a push or command waits for it (saying so) rather than failing."""
+        started = time.monotonic()
+        waited = False
+        while True:
+            try:
+                docker.api("GET", "/nodes", timeout=10)  # answered by the leader only
+                break
+            except (docker.DockerError, OSError) as exc:
+                permanent = any(m in str(exc) for m in ("not a swarm manager", "not part of a swarm"))
+                if permanent or time.monotonic() - started > timeout:
+                    raise SwarmError(f"the cluster does not answer: {exc}") from None
+                if not waited:
+                    say("-----> The cluster has no leader (a manager was lost): waiting for the election")
+                    waited = True
+                time.sleep(1)
+        if waited:
+            say(f"       a leader was elected ({time.monotonic() - started:.0f} s)")
+
+    def down_nodes(self) -> set[str]:
+        """The ids of the nodes Swarm counts as down: their tasks' last state is stale."""
+        return {
+            str(n.get("ID", ""))
+            for n in docker.api("GET", "/nodes")
+            if str((n.get("Status") or {}).get("State", "")) in ("down", "unknown", "disconnected")
+        }
 
     # -- services ------------------------------------------------------------------------------------
 
@@ -253,6 +312,7 @@ class Swarm(LocalDocker):
         health: HealthCheck,
         domains: list[str],
         say: Say,
+        record: str = "",
     ) -> None:
         """Bring every process type of the release to its scale: create its service or update it
         start-first; wait until each runs its replicas of this release, healthy. On a failed check Swarm
@@ -260,8 +320,9 @@ class Swarm(LocalDocker):
         if not specs:
             return
         first = next(iter(specs.values()))
+        self.wait_for_leader(say)
         self._network(first.app)
-        image = self.publish_image(first.image, say)
+        image = self.publish_image(self.local_image(first.app, first.image), say)
         launcher = self._launcher(first.image)
         pending: list[tuple[str, str, int, bool, int]] = []  # id, process, replicas, created, generation
         for process, spec in sorted(specs.items()):
@@ -273,6 +334,7 @@ class Swarm(LocalDocker):
                 launcher=launcher,
                 health=health if spec.port else None,
                 domains=domains,
+                record=record,
             )
             current = self.service(spec.app, process)
             if current is None:
@@ -295,7 +357,8 @@ class Swarm(LocalDocker):
                 version = current["Version"]["Index"]
                 docker.api("POST", f"/services/{current['ID']}/update", body, query={"version": version})
                 pending.append((current["ID"], process, replicas, False, generation))
-        deadline = time.monotonic() + health.timeout + 30  # the first pull of an image on a node, too
+        # The first pull of an image on a node, and a lost node noticed (its tasks counted out), too.
+        deadline = time.monotonic() + health.timeout + 60
         version = first.version
         for service_id, process, replicas, created, generation in pending:
             try:
@@ -333,7 +396,8 @@ class Swarm(LocalDocker):
                 state = state if state.startswith("rollback") else ""
             elif not _after(update, service):
                 state = ""
-            tasks = self.tasks(service_id)
+            down = self.down_nodes()
+            tasks = [t for t in self.tasks(service_id) if str(t.get("NodeID", "")) not in down]
             new = [
                 t
                 for t in tasks
@@ -480,6 +544,93 @@ def _only_scaled(body: dict[str, Any], spec: dict[str, Any]) -> bool:
     same = same and str(new.get("Image")) == str(old.get("Image", "")).partition("@")[0]
     replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
     return same and replicas != body["Mode"]["Replicated"]["Replicas"]
+
+
+def _container_spec(service: dict[str, Any]) -> dict[str, Any]:
+    return dict(((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {})
+
+
+# --- the cluster's record of an app -----------------------------------------------------------------------
+
+
+def record_label(release: Mapping[str, Any], domains: list[str]) -> str:
+    """What a service tells the other managers of its app: the release record (Release.to_dict) with the
+    keys of its config only (the values are the service's environment: they are not written twice), and
+    the app's own domains (domains:add)."""
+    data = {k: v for k, v in release.items() if k != "config"}
+    data["config_keys"] = sorted(release.get("config") or {})
+    data["domains"] = sorted(domains)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Record:
+    release: dict[str, Any]  # Release.to_dict(), config values included
+    scale: dict[str, int]
+    domains: list[str]
+
+
+def read_record(services: list[dict[str, Any]]) -> Record | None:
+    """The app as its services carry it: the newest release record (its config values from the service's
+    environment, Go template escapes undone), each process type's replicas. None when no service has one."""
+    newest: tuple[int, dict[str, Any], dict[str, Any]] | None = None
+    scale: dict[str, int] = {}
+    for service in services:
+        spec = service.get("Spec") or {}
+        labels = spec.get("Labels") or {}
+        process = str(labels.get("io.provisioner.process", ""))
+        replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+        if process and isinstance(replicas, int):
+            scale[process] = replicas
+        try:
+            data = json.loads(str(labels.get(RECORD_LABEL, "")))
+            version = int(data["version"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(data, dict) and (newest is None or version > newest[0]):
+            newest = (version, data, _container_spec(service))
+    if newest is None:
+        return None
+    _, data, container = newest
+    env = {}
+    for item in container.get("Env") or []:
+        key, _, value = str(item).partition("=")
+        env[key] = value.replace('{{"{{"}}', "{{")
+    release = {k: v for k, v in data.items() if k not in ("config_keys", "domains")}
+    release["config"] = {k: env[k] for k in data.get("config_keys") or [] if k in env}
+    return Record(release, scale, [str(d) for d in data.get("domains") or []])
+
+
+def adopt(app: App, init_repo: Callable[[Path], None], say: Say) -> bool:
+    """Before a manager's push or command on an app it has no release of: when the swarm runs the app
+    (deployed from another manager, one that may be gone), take it over from there: config, scale,
+    domains and the current release, recorded here (the next release is numbered after it). True when
+    it did."""
+    if not enabled(app.settings) or app.current(tolerant=True) is not None:
+        return False
+    sched = Swarm(app.settings)
+    sched.wait_for_leader(say)
+    try:
+        record = read_record(sched.services(app.name))
+    except docker.DockerError as exc:
+        raise SwarmError(f"could not read the cluster's services: {exc}") from None
+    if record is None:
+        return False
+    release = Release.from_dict(record.release)
+    app.create(init_repo)
+    app.set_config(release.config)
+    app.set_scale(record.scale or {"web": 1})
+    app.set_domains(record.domains)
+    app.record_release(release)
+    app.set_current(release)
+    say(f"-----> {app.name} v{release.version} taken over from the cluster (deployed by another manager)")
+    return True
+
+
+def _unregistered(image: str) -> str:
+    """REGISTRY/provisioner-app/APP:vN -> provisioner-app/APP:vN (an image another manager pushed)."""
+    head, sep, rest = image.partition("/provisioner-app/")
+    return f"provisioner-app/{rest}" if sep and head else image
 
 
 def _generation(spec: dict[str, Any], task: bool = False) -> int:

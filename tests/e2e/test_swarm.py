@@ -1,11 +1,14 @@
 """Several hosts, one platform: three fresh sandbox hosts joined into one Docker Swarm by `up --swarm`.
 
-One cluster for the module (its cold `up` is the cost of these tests): the first target is the manager.
+One cluster for the module (its cold `up` is the cost of these tests): three managers (quorum), two
+workers joining later. The tests that lose nodes come last: a worker removed, a worker killed, the leader
+killed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from provisioner import sandbox
 from tests.conftest import record_figure
 from tests.e2e.conftest import CONNECT, Deployer, Load, app_host, container_ip, get, pushed_ok, root_exec
 
-NAMES = ("swarm-m1", "swarm-w1", "swarm-w2")
+NAMES = ("swarm-m1", "swarm-m2", "swarm-m3")
 
 
 class Cluster:
@@ -33,7 +36,15 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(boxes, test_ca, cli) -> Iterator[Cluster]:
     made = [boxes.create(name) for name in NAMES]
-    up_args = [b.name for b in made] + ["--swarm", "--ca-cert", str(test_ca), "--forks", "3"]
+    up_args = [b.name for b in made] + [
+        "--swarm",
+        "--managers",
+        "3",
+        "--ca-cert",
+        str(test_ca),
+        "--forks",
+        "3",
+    ]
     for local_ca in sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt")):
         up_args += ["--ca-cert", str(local_ca)]
     started = time.monotonic()
@@ -55,7 +66,7 @@ def test_up_swarm_joins_three_fresh_hosts_into_one_cluster(cluster, cli):
     found = nodes(cli, cluster)
     assert len(found) == 3, found
     assert all(n["state"] == "ready" and n["availability"] == "active" for n in found), found
-    assert [n["role"] for n in found] == ["leader", "worker", "worker"], found
+    assert [n["role"] for n in found] == ["leader", "manager", "manager"], found
     assert {n["hostname"] for n in found} == {b.name for b in cluster.boxes}
     table = cli("cluster", "status", cluster.manager.name)
     assert table.rc == 0 and "leader" in table.stdout and table.stdout.count("ready") == 3, table.stdout
@@ -75,7 +86,7 @@ def test_swarm_nodes_run_without_live_restore(cluster):
 
 
 def test_the_swarm_ports_are_open_to_members_only(cluster, raw_box, docker_client):
-    """From a worker, the manager's swarm port answers; from a fourth host that is not a member, it does
+    """From another member, the manager's swarm port answers; from a fourth host that is not a member, it does
     not (the manager's firewall), while its SSH port does."""
     manager_ip = container_ip(docker_client, cluster.manager)
 
@@ -91,10 +102,7 @@ def test_the_swarm_ports_are_open_to_members_only(cluster, raw_box, docker_clien
     assert probe(cluster.boxes[2], 8480) == "reached"
 
 
-def test_cluster_status_of_a_host_that_is_no_manager_is_one_clear_line(cluster, cli):
-    worker = cli("cluster", "status", cluster.boxes[1].name)
-    assert worker.rc == 1 and "not a manager" in worker.stderr, worker.stderr
-    assert "Traceback" not in worker.stderr
+def test_more_managers_than_hosts_is_one_clear_line(cluster, cli):
     bad = cli("up", *[b.name for b in cluster.boxes], "--swarm", "--managers", "4", "--no-verify")
     assert bad.rc == 2 and "--managers 4" in bad.stderr, bad.stderr
 
@@ -159,31 +167,35 @@ def test_an_app_runs_as_a_service_with_one_replica_per_node_reached_through_ever
     assert "py_web 3/3" in listed, listed
 
 
-def test_up_again_with_a_fourth_host_adds_it_and_scaling_to_four_places_a_replica_on_it(
+def test_up_again_with_two_more_hosts_adds_them_as_workers_and_scaling_to_five_places_a_replica_on_each(
     cluster, scaled, swarm_dev, boxes, cli
 ):
-    fourth = boxes.create("swarm-w3")
-    cluster.added.append(fourth)
-    options = cluster.up_args[3:]  # after the first three targets; all four hosts at once:
-    options = [*options[: options.index("--forks")], *options[options.index("--forks") + 2 :], "--forks", "4"]
-    second = cli("up", *[b.name for b in cluster.boxes], fourth.name, *options, "--no-verify", "--json")
+    added = [boxes.create(name) for name in ("swarm-w4", "swarm-w5")]
+    cluster.added.extend(added)
+    options = cluster.up_args[3:]  # after the first three targets; all five hosts at once:
+    options = [*options[: options.index("--forks")], *options[options.index("--forks") + 2 :], "--forks", "5"]
+    targets = [b.name for b in cluster.boxes + added]
+    second = cli("up", *targets, *options, "--no-verify", "--json")
     assert second.rc == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    # The others learn the new member (their firewall's, nginx's and the router's list of peers) and
+    # The others learn the new members (their firewall's, nginx's and the router's list of peers) and
     # nothing else changes there.
     changed = {name: stats["changed"] for name, stats in json.loads(second.stdout)["hosts"].items()}
     assert all(changed[b.name] <= 6 for b in cluster.boxes), changed
-    assert changed[fourth.name] > 20, changed
-    cluster.boxes.append(fourth)
-    assert len(nodes(cli, cluster)) == 4
-    result = swarm_dev.ssh("ps:scale", "py", "web=4")
+    assert all(changed[b.name] > 20 for b in added), changed
+    cluster.boxes.extend(added)
+    assert [n["role"] for n in nodes(cli, cluster)] == ["leader", "manager", "manager", "worker", "worker"]
+    result = swarm_dev.ssh("ps:scale", "py", "web=5")
     assert result.returncode == 0, result.stderr
     assert running_nodes(cluster) == sorted(b.name for b in cluster.boxes)
-    bodies = [get(fourth, app_host("py"))[1] for _ in range(3)]
+    bodies = [get(box, app_host("py"))[1] for box in added for _ in range(2)]
     assert all(b.startswith("python v1") for b in bodies), bodies
+    worker = cli("cluster", "status", added[0].name)  # the cluster is the managers' business
+    assert worker.rc == 1 and "not a manager" in worker.stderr, worker.stderr
+    assert "Traceback" not in worker.stderr
 
 
 def test_a_redeploy_under_load_on_every_node_fails_no_request(cluster, scaled, swarm_dev):
-    """20 requests a second, round robin over the four nodes, while v2 replaces v1 start-first."""
+    """20 requests a second, round robin over the five nodes, while v2 replaces v1 start-first."""
     app_py = scaled / "app.py"
     app_py.write_text(app_py.read_text().replace('VERSION = "1"', 'VERSION = "2"'))
     swarm_dev.commit(scaled, "v2")
@@ -193,8 +205,8 @@ def test_a_redeploy_under_load_on_every_node_fails_no_request(cluster, scaled, s
         time.sleep(3)
     failures, bodies = load.failures, load.bodies
     pushed_ok(result, "py")
-    assert "Updating web to v2 (4 replicas, start-first)" in result.stderr, result.stderr
-    record_figure("cluster redeploy", f"{len(bodies)} requests over 4 nodes, {len(failures)} failed")
+    assert "Updating web to v2 (5 replicas, start-first)" in result.stderr, result.stderr
+    record_figure("cluster redeploy", f"{len(bodies)} requests over 5 nodes, {len(failures)} failed")
     assert failures == [], failures[:5]
     assert bodies[0].startswith("python v1") and bodies[-1].startswith("python v2"), (bodies[0], bodies[-1])
     assert {t["image"].rpartition(":")[2] for t in swarm_tasks(cluster, "py_web")} == {"v2"}
@@ -216,9 +228,9 @@ def test_a_release_failing_its_health_check_is_rolled_back_and_the_push_says_why
     )
     assert "v2 is still serving" in result.stderr
     assert "Traceback" not in result.stderr
-    # Swarm rolled the service back: the four replicas of v2 serve through every node.
+    # Swarm rolled the service back: the five replicas of v2 serve through every node.
     tasks = swarm_tasks(cluster, "py_web")
-    assert len(tasks) == 4 and {t["image"].rpartition(":")[2] for t in tasks} == {"v2"}, tasks
+    assert len(tasks) == 5 and {t["image"].rpartition(":")[2] for t in tasks} == {"v2"}, tasks
     assert all(b.startswith("python v2") for b in answers(cluster, "py", rounds=2))
 
 
@@ -253,7 +265,7 @@ def test_ps_restart_replaces_every_task(cluster, scaled, swarm_dev):
     restart = swarm_dev.ssh("ps:restart", "py")
     assert restart.returncode == 0, restart.stderr
     after = running()
-    assert len(after) == 4 and not before & after, (before, after)
+    assert len(after) == 5 and not before & after, (before, after)
     assert all(b.startswith("python v2") for b in answers(cluster, "py", rounds=1))
 
 
@@ -261,7 +273,7 @@ def test_ps_restart_replaces_every_task(cluster, scaled, swarm_dev):
 
 
 def test_cluster_remove_drains_a_node_under_load_without_a_failed_request(cluster, scaled, cli):
-    leaving = cluster.boxes[2]
+    leaving = cluster.boxes[-1]  # a worker: the three managers stay for the leader's loss below
     staying = [b for b in cluster.boxes if b is not leaving]
     with Load(staying, app_host("py")) as load:
         time.sleep(1)
@@ -275,7 +287,7 @@ def test_cluster_remove_drains_a_node_under_load_without_a_failed_request(cluste
     assert load.failures == [], load.failures[:5]
     assert {n["hostname"] for n in nodes(cli, cluster)} == {b.name for b in staying}
     placed = running_nodes(cluster)
-    assert len(placed) == 4 and leaving.name not in placed, placed
+    assert len(placed) == 5 and leaving.name not in placed, placed
     info = root_exec(leaving, "docker info --format '{{.Swarm.LocalNodeState}}'").strip()
     assert info == "inactive", info  # it left the swarm itself
     # A name that is no node, and the manager asked to remove itself: one clear line each.
@@ -297,7 +309,7 @@ def test_a_killed_worker_costs_no_request_after_five_seconds_and_its_replicas_mo
         restored = None
         while time.monotonic() - killed_at < 60:
             placed = running_nodes(cluster)
-            if len(placed) == 4 and victim.name not in placed:
+            if len(placed) == 5 and victim.name not in placed:
                 restored = time.monotonic() - killed_at
                 break
             time.sleep(0.5)
@@ -311,4 +323,48 @@ def test_a_killed_worker_costs_no_request_after_five_seconds_and_its_replicas_mo
         f"({len(late)} after the first 5 s)",
     )
     assert restored is not None and restored <= 30, restored
+    assert late == [], late[:5]
+
+
+def test_with_three_managers_a_killed_leader_leaves_deploys_working(
+    cluster, scaled, cli, docker_client, tmp_path_factory
+):
+    """The leader's sandbox is killed; the other two managers elect a new one, and a push to one of them
+    (which never saw the app: it takes it over from the swarm, config included) deploys v4."""
+    leader = cluster.manager
+    found = nodes(cli, cluster)
+    assert (found[0]["hostname"], found[0]["role"]) == (leader.name, "leader"), found
+    successor, third = [b for b in cluster.boxes if b.name in ("swarm-m2", "swarm-m3")]
+    survivors = [b for b in cluster.boxes if b is not leader]
+    app_py = scaled / "app.py"
+    fixed = app_py.read_text().replace('VERSION = "3"', 'VERSION = "4"')
+    app_py.write_text(fixed.replace('start_response("500 Broken", []); return [b"broken"]', 'body = b"ok"'))
+    dev = Deployer(successor, tmp_path_factory.mktemp("dev-m2"))
+    dev.commit(scaled, "v4, healthy again")
+    with Load(survivors, app_host("py")) as load:
+        time.sleep(1)
+        killed_at = time.monotonic()
+        docker_client.containers.get(sandbox.container_name(leader.name)).kill()
+        cluster.boxes.remove(leader)
+        pushed = dev.push(scaled, "py")
+        took = time.monotonic() - killed_at
+        time.sleep(2)
+    late = [f for f, at in zip(load.failures, load.failed_at, strict=True) if at - killed_at > 5]
+    failed = f"{len(load.failures)} of {len(load.bodies) + len(load.failures)} requests failed"
+    record_figure(
+        "leader loss",
+        f"a push to another manager at once: live in {took:.0f} s; {failed} ({len(late)} after 5 s)",
+    )
+    pushed_ok(pushed, "py")
+    assert "taken over from the cluster" in pushed.stderr, pushed.stderr[-3000:]
+    # The push waited for the election when it had to: the cluster took deploys again within 30 s.
+    elected = re.search(r"a leader was elected \((\d+) s\)", pushed.stderr)
+    assert elected is None or int(elected.group(1)) <= 30, elected
+    # Served by every surviving node, with the config another manager set (a value with braces).
+    bodies = answers(Cluster(survivors, [], None), "py", rounds=2)
+    assert all(
+        b.startswith("python v4") and "greeting=s3cr3t-{{.Node.Hostname}}-value " in b for b in bodies
+    ), bodies[:3]
+    third_nodes = root_exec(third, "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'")
+    assert f"{leader.name} Down Unreachable" in third_nodes and "Leader" in third_nodes, third_nodes
     assert late == [], late[:5]

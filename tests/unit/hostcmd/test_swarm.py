@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from provisioner.hostcmd import swarm
 from provisioner.hostcmd.procfile import HealthCheck
 from provisioner.hostcmd.scheduler import Mount, ProcessSpec
@@ -150,3 +152,83 @@ def test_only_a_scale_leaves_the_running_tasks_alone():
     other_domains["Mode"]["Replicated"]["Replicas"] = 5
     assert not swarm._only_scaled(other_domains, current)
     assert not swarm._only_scaled(spec(env={"SECRET": "s4"}), current)
+
+
+def test_a_service_carries_the_release_record_without_the_config_values_which_come_from_its_environment():
+    from provisioner.hostcmd.store import Release
+
+    release = Release(
+        7, "provisioner-app/shop:v7", {"web": "gunicorn app:app", "worker": "celery"}, 5000,
+        config={"SECRET": "s3 {{x}}", "WEB_CONCURRENCY": "3"}, commit="abc",
+    )  # fmt: skip
+    record = swarm.record_label(release.to_dict(), ["www.shop.example.com"])
+    assert "s3" not in record and '"config_keys":["SECRET","WEB_CONCURRENCY"]' in record
+    env = {"SECRET": "s3 {{x}}", "WEB_CONCURRENCY": "3", "DYNO": "web.1"}
+    web_body = swarm.service_spec(
+        web(env=env), 3, "10.0.0.1:5000/provisioner-app/shop:v7", launcher=True,
+        health=HealthCheck("http", "/health", 20), domains=["shop.example.com"], record=record,
+    )  # fmt: skip
+    older = swarm.service_spec(
+        web(process="worker", port=None, version=6, env={"SECRET": "old"}), 2, "r/provisioner-app/shop:v6",
+        launcher=True, health=None, domains=[], record=record.replace('"version":7', '"version":6'),
+    )  # fmt: skip
+    found = swarm.read_record([{"Spec": older}, {"Spec": web_body}])
+    assert found is not None
+    assert Release.from_dict(found.release) == release  # the newest record, its values from the env
+    assert found.scale == {"web": 3, "worker": 2}
+    assert found.domains == ["www.shop.example.com"]
+    assert swarm.read_record([{"Spec": {"Labels": {swarm.RECORD_LABEL: "{not json"}}}]) is None
+    assert swarm.read_record([]) is None
+
+
+def test_an_image_another_manager_pushed_is_pushed_again_under_its_own_name():
+    assert swarm._unregistered("10.0.0.1:5000/provisioner-app/shop:v7") == "provisioner-app/shop:v7"
+    assert swarm._unregistered("provisioner-app/shop:v7") == "provisioner-app/shop:v7"
+
+
+def test_a_manager_takes_over_an_app_another_manager_deployed(tmp_path, monkeypatch):
+    from provisioner.hostcmd.store import App, Release
+
+    settings = Settings(apps_dir=str(tmp_path), swarm_role="manager", swarm_registry="10.0.0.2:5000")
+    release = Release(4, "provisioner-app/shop:v4", {"web": "gunicorn app:app"}, 5000, config={"K": "v"})
+    body = swarm.service_spec(
+        web(env={"K": "v", "DYNO": "web.1"}), 2, "10.0.0.1:5000/provisioner-app/shop:v4", launcher=True,
+        health=None, domains=["x"], record=swarm.record_label(release.to_dict(), ["www.shop.example.com"]),
+    )  # fmt: skip
+    monkeypatch.setattr(swarm.Swarm, "services", lambda self, app: [{"Spec": body}] if app == "shop" else [])
+    monkeypatch.setattr(swarm.Swarm, "wait_for_leader", lambda self, say: None)
+    said: list[str] = []
+    made: list[str] = []
+    app = App(settings, "shop")
+    assert swarm.adopt(app, lambda repo: made.append(str(repo)), said.append)
+    assert app.current() == release and app.next_version() == 5
+    assert app.config() == {"K": "v"} and app.scale() == {"web": 2}
+    assert app.domains() == ["www.shop.example.com"] and made == [str(app.repo)]
+    assert "v4 taken over" in said[0]
+    assert not swarm.adopt(app, made.append, said.append)  # once: it has a release now
+    assert not swarm.adopt(App(settings, "other"), made.append, said.append)  # the swarm runs no such app
+    assert not App(settings, "other").exists()
+    single = Settings(apps_dir=str(tmp_path / "single"))
+    assert not swarm.adopt(App(single, "shop"), made.append, said.append)  # one host: nothing to take over
+
+
+def test_a_command_waits_for_a_new_leader_but_not_for_other_errors(monkeypatch):
+    from provisioner.hostcmd import docker
+
+    answers = [docker.DockerError("docker: The swarm does not have a leader."), None, None]
+
+    def api(method, path, *a, **kw):
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return {}
+
+    monkeypatch.setattr(docker, "api", api)
+    monkeypatch.setattr(swarm.time, "sleep", lambda s: None)
+    said: list[str] = []
+    sched = swarm.Swarm(Settings(swarm_role="manager", swarm_registry="10.0.0.1:5000"))
+    sched.wait_for_leader(said.append)
+    assert "waiting for the election" in said[0] and "a leader was elected" in said[1]
+    answers[:] = [docker.DockerError("docker: This node is not a swarm manager.")]
+    with pytest.raises(swarm.SwarmError, match="the cluster does not answer: docker: This node is not"):
+        sched.wait_for_leader(said.append)

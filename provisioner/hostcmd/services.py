@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import docker, names
-from .scheduler import LocalDocker, memory_bytes, network_name
+from .scheduler import for_settings, memory_bytes, network_name
 from .settings import Settings
 from .store import flock_wait, now, write_atomic, write_json
+from .swarm import overlay_name
 
 Say = Callable[[str], None]
 SERVICE_RE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
@@ -315,8 +316,9 @@ class Service:
     # --- links --------------------------------------------------------------------------------------------
 
     def attach(self, app: str) -> None:
-        """On the app's network, where the service's name resolves; idempotent."""
-        net = LocalDocker().network(app)
+        """On the app's network, where the service's name resolves; idempotent. On a swarm manager that is
+        the app's attachable overlay: its tasks on every node reach the service (which runs here)."""
+        net = for_settings(self.settings).network(app)
         try:
             docker.api("POST", f"/networks/{net}/connect", {"Container": self.container})
         except docker.DockerError as exc:
@@ -324,12 +326,11 @@ class Service:
                 raise
 
     def detach(self, app: str) -> None:
-        with contextlib.suppress(docker.DockerError):
-            docker.api(
-                "POST",
-                f"/networks/{network_name(app)}/disconnect",
-                {"Container": self.container, "Force": True},
-            )
+        for net in (network_name(app), overlay_name(app)):  # one host's network, a cluster's
+            with contextlib.suppress(docker.DockerError):
+                docker.api(
+                    "POST", f"/networks/{net}/disconnect", {"Container": self.container, "Force": True}
+                )
 
 
 def exec_argv(kind: Kind, container: str, *argv: str, interactive: bool = False) -> list[str]:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,12 +69,48 @@ def provisioner_home(tmp_path_factory):
 FIGURES: dict[str, str] = {}
 
 
+# With pytest-xdist (scripts/test.sh runs the suite on two workers) the figures of every worker go to one
+# file the controller names, and prints.
+FIGURES_FILE = "PROVISIONER_TEST_FIGURES"
+
+
 def record_figure(name: str, text: str) -> None:
     FIGURES[name] = text
+    shared = os.environ.get(FIGURES_FILE)
+    if shared:
+        with open(shared, "a") as fh:
+            fh.write(json.dumps([name, text]) + "\n")
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without workers)
+        fd, path = tempfile.mkstemp(prefix="provisioner-figures-", suffix=".jsonl")
+        os.close(fd)
+        os.environ[FIGURES_FILE] = path
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    shared = os.environ.get(FIGURES_FILE)
+    if shared and os.path.exists(shared):
+        with open(shared) as fh:
+            for line in fh:
+                name, text = json.loads(line)
+                FIGURES[name] = text
+        os.unlink(shared)
     if FIGURES:
         terminalreporter.section("figures")
         for name, text in FIGURES.items():
             terminalreporter.write_line(f"{name}: {text}")
+
+
+# End-to-end modules in two groups, each run in order on one pytest-xdist worker (scripts/test.sh): the
+# modules with hosts of their own ("cluster") beside those sharing the session's provisioned hosts. Their
+# sandboxes have distinct names (raw_box's carries the worker's id).
+OWN_HOSTS = ("test_swarm.py", "test_interrupt.py", "test_vagrant.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            group = "own-hosts" if item.fspath.basename in OWN_HOSTS else "shared-hosts"
+            item.add_marker(pytest.mark.xdist_group(group))

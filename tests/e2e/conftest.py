@@ -7,6 +7,7 @@ deployed to) and `dev` (a `Deployer`: the developer's machine with git repositor
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -45,8 +46,11 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def base_image(docker_client):
-    """Build (or reuse) the sandbox base image once per machine."""
-    return sandbox.ensure_base_image(docker_client, say=print)
+    """Build (or reuse) the sandbox base image once per machine (one xdist worker builds it, the other
+    waits: their PROVISIONER_HOMEs, and so the sandbox module's own lock, differ)."""
+    with open("/tmp/provisioner-e2e-base-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return sandbox.ensure_base_image(docker_client, say=print)
 
 
 class Boxes:
@@ -137,7 +141,7 @@ def infra_host(box: sandbox.Sandbox):
 @pytest.fixture(scope="session")
 def raw_box(boxes) -> sandbox.Sandbox:
     """A fresh, never provisioned sandbox (for the refusal tests), with a user that has no sudo."""
-    box = boxes.create("raw")
+    box = boxes.create("raw" + os.environ.get("PYTEST_XDIST_WORKER", ""))  # one per xdist worker
     add_user(box, "nosudo", sudo=False)
     return box
 

@@ -168,6 +168,8 @@ def dispatch(argv: list[str], settings: Settings, over_ssh: bool = False) -> int
         err(f"unknown command {verb!r}: this account only deploys apps and runs the commands below\n")
         err(commands.help_text(settings))
         return 1
+    if command.scope == "app":
+        args = base.app_first(args)
     allowed(command, args)
     if command.scope == "app" and args and names.APP_RE.fullmatch(args[0]):
         swarm.adopt(App(settings, args[0]), repo.initializer(settings), err)

@@ -84,6 +84,17 @@ def count(text: str, what: str, low: int, high: int) -> int:
     return int(text)
 
 
+def app_first(args: list[str]) -> list[str]:
+    """Dokku puts options before the app (`config:set --encoded APP K=V`): they move after it, where
+    every command reads its options."""
+    lead = 0
+    while lead < len(args) and args[lead].startswith("--"):
+        lead += 1
+    if 0 < lead < len(args):
+        return [args[lead], *args[:lead], *args[lead + 1 :]]
+    return args
+
+
 def flags(args: Iterable[str], *known: str) -> tuple[list[str], set[str]]:
     """Split the arguments into positional ones and the given --flags."""
     args = list(args)

@@ -127,10 +127,48 @@ def test_config_commands_validate_and_store(monkeypatch, settings, capsys):
     assert capsys.readouterr().out.strip() == "B=x=y"
 
 
+def test_dokkus_config_commands_and_options_before_the_app(settings, capsys):
+    import base64
+    import subprocess
+
+    app = App(settings, "shop")
+    app.create(lambda repo: repo.mkdir(parents=True))
+    hostile = 'line one\nit\'s "quoted" $(touch /tmp/pwned) `id` \\ {{x}}\n'
+    encoded = base64.b64encode(hostile.encode()).decode()
+    argv = ["config:set", "--encoded", "--no-restart", "shop", f"SECRET={encoded}", "B=Mg=="]
+    assert host.dispatch(argv, settings) == 0  # options before the app, as Dokku's docs write them
+    assert app.config() == {"SECRET": hostile, "B": "2"}
+    capsys.readouterr()
+    host.dispatch(["config:get", "shop", "SECRET"], settings)
+    assert capsys.readouterr().out == hostile + "\n"
+    host.dispatch(["config:keys", "shop"], settings)
+    assert capsys.readouterr().out == "B\nSECRET\n"
+    host.dispatch(["config:export", "shop"], settings)
+    exported = capsys.readouterr().out
+    shown = subprocess.run(
+        ["sh", "-c", exported + 'printf %s "$SECRET"'], capture_output=True, text=True, check=True
+    )
+    assert shown.stdout == hostile  # sourced by sh, byte for byte, nothing run
+    with pytest.raises(host.UserError, match="has no config var NOPE"):
+        host.dispatch(["config:get", "shop", "NOPE"], settings)
+    with pytest.raises(host.UserError, match="not base64"):
+        host.dispatch(["config:set", "shop", "--encoded", "X=not base64!", "--no-restart"], settings)
+    assert "X" not in app.config()
+    assert host.dispatch(["config:clear", "--no-restart", "shop"], settings) == 0
+    assert app.config() == {}
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
         (["config:set"], "usage"),
+        (["config:get", "shop"], "usage"),
+        (["config:get", "shop", "A", "B"], "usage"),
+        (["config:get", "shop", "../x"], "invalid config key"),
+        (["config:keys", "shop", "extra"], "unexpected argument"),
+        (["config:export", "shop", "--format=json"], "unexpected argument"),
+        (["config:clear", "shop", "now"], "unexpected argument"),
+        (["config:set", "--encoded", "shop", "K=\u00e9"], "not base64"),
         (["config", "nope"], "no app named"),
         (["apps:destroy", "shop"], "--force"),
         (["rollback", "shop", "latest"], "invalid release"),

@@ -82,6 +82,32 @@ def test_push_static_site(deploy_box, dev):
     assert get(deploy_box, app_host("site"), "/.profile.d/")[0] == 404
 
 
+def test_a_static_site_with_the_files_apps_carry_deploys_unchanged(deploy_box, dev):
+    """Dokku's `.static` marker, a `.env` and a `.profile` at the root: the platform's own files go
+    elsewhere (`.provisioner/`), so the site builds and serves, and its dot-files are not served."""
+    repo = dev.repo("dotsite", "static")
+    carried = {".static": "", ".env": "SECRET=kept-out\n", ".profile": "export FROM_PROFILE=1\n"}
+    for name, text in carried.items():
+        (repo / name).write_text(text)
+    dev.commit(repo, "the files a Dokku app carries")
+    pushed_ok(dev.push(repo, "dotsite"), "dotsite")
+    status, body = get(deploy_box, app_host("dotsite"))
+    assert status == 200 and "static sample site" in body
+    for name in carried:
+        assert get(deploy_box, app_host("dotsite"), f"/{name}")[0] == 404, name
+
+
+def test_an_apps_profile_runs_before_each_of_its_processes(deploy_box, dev):
+    """Heroku's rule: /app/.profile is sourced (after the buildpacks' .profile.d scripts) before the
+    process starts, with the process's environment (PORT) already set; its variables reach the app."""
+    repo = dev.repo("profiled", "python")
+    (repo / ".profile").write_text('export GREETING="from .profile, PORT=$PORT"\n')
+    dev.commit(repo, "a .profile")
+    pushed_ok(dev.push(repo, "profiled"), "profiled")
+    body = get(deploy_box, app_host("profiled"))[1]
+    assert re.search(r"greeting=from \.profile, PORT=\d+ ", body), body
+
+
 def test_push_dockerfile_app(deploy_box, dev):
     result = dev.push(dev.repo("dock", "dockerfile"), "dock")
     pushed_ok(result, "dock")

@@ -2,7 +2,7 @@
 
 Serves the files under the app directory (default /app, or the first argument) on
 0.0.0.0:$PORT (default 5000): a directory serves its index.html, anything else that is
-missing, a directory listing, a dot-file or dot-directory (.profile.d, .git, .static, ...)
+missing, a directory listing, a dot-file or dot-directory (.profile.d, .git, .provisioner, ...)
 or a path leading outside the app directory is a 404. Exits cleanly on SIGTERM and SIGINT.
 """
 

@@ -174,8 +174,8 @@ def dispatch(argv: list[str], settings: Settings, over_ssh: bool = False) -> int
     if command.scope == "app" and args and names.APP_RE.fullmatch(args[0]):
         swarm.adopt(App(settings, args[0]), repo.initializer(settings), err)
         settle(App(settings, args[0]))
-    command.handler(settings, args)
-    return 0
+    rc = command.handler(settings, args)
+    return rc if isinstance(rc, int) else 0
 
 
 def settle(app: App) -> None:

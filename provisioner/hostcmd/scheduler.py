@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -64,6 +66,7 @@ class Scheduler(Protocol):
     def instances(self, app: str) -> list[Instance]: ...
     def alive(self, instance: Instance) -> bool: ...
     def run_once(self, spec: ProcessSpec, timeout: float = 600) -> tuple[int, str]: ...
+    def run_attached(self, spec: ProcessSpec, timeout: float) -> int: ...
     def log_tail(self, instance: Instance, lines: int = 20) -> str: ...
     def logs(self, instance: Instance, lines: int, follow: bool) -> Iterator[str]: ...
     def forget(self, app: str) -> None: ...
@@ -230,6 +233,39 @@ class LocalDocker:
         finally:
             with contextlib.suppress(docker.DockerError):
                 docker.api("DELETE", f"/containers/{created['Id']}", query={"force": 1})
+
+    def run_attached(self, spec: ProcessSpec, timeout: float) -> int:
+        """spec.command to its end in a fresh container, its stdout and stderr streamed to ours (the SSH
+        client's), its exit code returned: 124 once `timeout` seconds passed (it is stopped then), 130
+        when the client went away (it is stopped too). The container goes in every case."""
+        from . import session
+
+        name = f"{spec.app}.{spec.process}.v{spec.version}-{_token()}"
+        created = docker.api(
+            "POST", "/containers/create", self._body(spec, restart=False), query={"name": name}
+        )
+        cid = str(created["Id"])
+        try:
+            # The CLI only attaches: the container's settings (its environment too) went in the API body.
+            proc = subprocess.Popen(["docker", "start", "--attach", cid], start_new_session=True)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    return proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    if session.client_gone():
+                        rc = 130
+                    elif time.monotonic() > deadline:
+                        rc = 124
+                    else:
+                        continue
+                with contextlib.suppress(docker.DockerError):
+                    docker.api("POST", f"/containers/{cid}/kill")
+                proc.wait()
+                return rc
+        finally:
+            with contextlib.suppress(docker.DockerError):
+                docker.api("DELETE", f"/containers/{cid}", query={"force": 1})
 
     def log_tail(self, instance: Instance, lines: int = 20) -> str:
         return docker.logs_tail(instance.name, lines)

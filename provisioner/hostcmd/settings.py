@@ -41,6 +41,7 @@ class Settings:
     build_memory: str = "2g"  # receiver_build_memory
     build_cpus: float = 2.0  # receiver_build_cpus
     build_timeout: int = 1800  # receiver_build_timeout
+    run_timeout: int = 3600  # receiver_run_timeout
     healthcheck_timeout: int = 60  # receiver_healthcheck_timeout
     retire_grace: float = 3.0  # receiver_retire_grace
     container_port: int = 5000  # receiver_container_port

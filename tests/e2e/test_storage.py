@@ -96,6 +96,24 @@ def test_a_rollback_keeps_it(mounted, dev):
     assert "notes=first,second,third" in body(mounted)
 
 
+def test_run_a_migration_like_command_with_the_apps_storage_config_and_exit_code(mounted, dev):
+    """`run` as a migration would: the current release's image, the app's config (one just stored with
+    --no-restart too), its storage; output and exit code reach the SSH client."""
+    ok(dev.ssh("config:set", APP, "SCHEMA=0042", "--no-restart"))
+    script = (
+        'echo "schema $SCHEMA as $(id -u)" > /srv/data/migrated.txt; echo applied; echo careful >&2; exit 3'
+    )
+    result = dev.ssh("run", APP, "sh", "-c", script)
+    assert result.returncode == 3, result
+    assert "applied" in result.stdout and "careful" in result.stderr, result
+    assert on_host(mounted, f"{STORAGE}/{APP}/data/migrated.txt") == "schema 0042 as 1000\n"
+    missing = dev.ssh("run", APP, "no-such-command", "--now")
+    assert missing.returncode == 127 and "no-such-command: not found" in missing.stderr, missing
+    logged = root_exec(mounted, f"cat /var/lib/provisioner/apps/{APP}/runs.log")
+    assert "no-such-command --now" in logged and "0042" not in logged, logged  # the command, not config
+    assert "notes one uid=1000:1000 notes=first,second,third" in body(mounted)  # the app kept serving
+
+
 def test_a_host_restart_keeps_it(mounted, docker_client):
     docker_client.containers.get(sandbox.container_name(mounted.name)).restart(timeout=30)
     assert "notes=first,second,third" in body(mounted, seconds=120)

@@ -19,6 +19,7 @@ from . import (
     redis,
     releases,
     resources,
+    run,
     storage,
 )
 from .base import Command, UserError
@@ -28,6 +29,7 @@ TOPICS = (
     config,
     logs,
     ps,
+    run,
     resources,
     releases,
     domains,

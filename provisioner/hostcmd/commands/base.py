@@ -27,7 +27,7 @@ class Command:
     name: str
     args: str  # the usage after the name, e.g. "APP KEY=VALUE ... [--no-restart]"
     summary: str
-    handler: Callable[[Settings, list[str]], None]
+    handler: Callable[[Settings, list[str]], int | None]  # an int: the exit code (run passes its own back)
     aliases: tuple[str, ...] = ()
     # Who may run it: "app" (its first argument is an app, which the key must be allowed), "list" (any
     # key; it shows only the key's apps), "host" (keys allowed every app only).

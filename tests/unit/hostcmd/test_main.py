@@ -260,3 +260,41 @@ def test_a_swarm_worker_sends_pushes_and_app_commands_to_a_manager(tmp_path, cap
         assert host.dispatch(argv, worker) == 1
         assert "worker of a swarm: push to a manager" in capsys.readouterr().err
     assert not (tmp_path / "apps").exists()
+
+
+def test_run_passes_the_words_exactly_and_its_exit_code_back_and_logs_who_ran_what(settings, monkeypatch):
+    import json
+
+    from provisioner.hostcmd.commands import run as run_cmd
+    from provisioner.hostcmd.store import Release
+
+    app = App(settings, "shop")
+    app.create(lambda repo: repo.mkdir(parents=True))
+    with pytest.raises(host.UserError, match="no release yet"):
+        host.dispatch(["run", "shop", "true"], settings)
+    release = Release(
+        3, "provisioner-app/shop:v3", {"web": "gunicorn app:app"}, 5000, config={"SECRET": "s3"}
+    )
+    app.record_release(release)
+    app.set_current(release)
+    app.set_config({"SECRET": "s3", "LATER": "set with --no-restart"})
+    ran = []
+
+    class Sched:
+        def run_attached(self, spec, timeout):
+            ran.append((spec, timeout))
+            return 3
+
+    monkeypatch.setattr(run_cmd, "for_settings", lambda s: Sched())
+    argv = ["run", "shop", "python", "-c", "print('a; b') # $(x)"]
+    assert host.dispatch(argv, settings) == 3
+    spec, timeout = ran[0]
+    assert spec.command == "python -c 'print('\"'\"'a; b'\"'\"') # $(x)'"  # one word each, nothing expanded
+    assert spec.process == "run" and spec.env["SECRET"] == "s3" and spec.version == 3
+    assert spec.env["LATER"] == "set with --no-restart"  # the config as stored, as Dokku's run sees it
+    assert timeout == settings.run_timeout
+    logged = [json.loads(line) for line in (app.dir / "runs.log").read_text().splitlines()]
+    assert logged[0]["command"] == spec.command and "s3" not in (app.dir / "runs.log").read_text()
+    assert (app.dir / "runs.log").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(host.UserError, match="usage: run APP CMD"):
+        host.dispatch(["run", "shop"], settings)

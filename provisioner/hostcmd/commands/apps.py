@@ -1,4 +1,4 @@
-"""apps:list, apps:create, apps:destroy."""
+"""apps:list, apps:exists, apps:create, apps:destroy."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ def apps_list(settings: Settings, args: list[str]) -> None:
     for name in list_apps(settings):
         if base.CALLER.allows(name):
             out(name)
+
+
+def apps_exists(settings: Settings, args: list[str]) -> int:
+    """For scripts: exit code 0 when the app exists, 1 (and one line) when not."""
+    app = app_arg(settings, args, "apps:exists APP", must_exist=False)
+    no_extra(args[1:], "apps:exists APP")
+    if not app.exists():
+        raise UserError(f"no app named {app.name!r}")
+    return 0
 
 
 def apps_create(settings: Settings, args: list[str]) -> None:
@@ -66,6 +75,7 @@ def apps_destroy(settings: Settings, args: list[str]) -> None:
 
 COMMANDS = [
     Command("apps:list", "", "list apps", apps_list, aliases=("apps",), scope="list"),
+    Command("apps:exists", "APP", "exit code 0 when the app exists, 1 when not (for scripts)", apps_exists),
     Command("apps:create", "APP", "create an app (a first push does this too)", apps_create),
     Command(
         "apps:destroy",

@@ -59,6 +59,9 @@ def publish(
     app.record_release(rel)
     app.set_current(rel)
     app.clear_pending()
+    if restart and app.stopped():
+        app.set_stopped(False)  # a release that went live runs: ps:stop holds until the next one
+        say(f"-----> {app.name} runs again (it was stopped)")
     if restart and deploy_tasks and rel.postdeploy:
         with phases("postdeploy"):
             release.postdeploy(app, rel, say, sched)
@@ -100,7 +103,7 @@ def heal(app: App, say: Say, sched: Scheduler | None = None, wait: float = 15) -
     health-checked and routed, with zero downtime for the ones that run. True when it did."""
     current = app.current(tolerant=True)
     wanted = app.scale().get("web", 0)
-    if current is None or not wanted or "web" not in current.processes:
+    if current is None or not wanted or "web" not in current.processes or app.stopped():
         return False
     sched = sched or for_settings(app.settings)
     deadline = time.monotonic() + wait

@@ -224,6 +224,17 @@ class App:
     def release(self, version: int) -> Release | None:
         return next((r for r in self.releases() if r.version == version), None)
 
+    # -- stopped (ps:stop): no process runs, nginx answers 503, a restart of the host keeps it so ----------
+    def stopped(self) -> bool:
+        return (self.dir / "stopped").exists()
+
+    def set_stopped(self, stopped: bool) -> None:
+        if stopped:
+            write_json(self.dir / "stopped", {"since": now()}, 0o644)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / "stopped").unlink()
+
     # -- scale and domains -------------------------------------------------------------------------
     def scale(self) -> dict[str, int]:
         return {k: int(v) for k, v in read_json(self.dir / "scale.json", {"web": 1}).items()}

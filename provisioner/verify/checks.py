@@ -385,8 +385,8 @@ def test_apps_serving(host: Any) -> None:
     problems = []
     for app in apps:
         current = host.file(f"{data.apps_dir}/{app}/current.json")
-        if not current.exists:
-            continue  # created, never deployed
+        if not current.exists or host.file(f"{data.apps_dir}/{app}/stopped").exists:
+            continue  # created, never deployed; or stopped (ps:stop)
         release = json.loads(current.content_string)
         scale = host.file(f"{data.apps_dir}/{app}/scale.json")
         web = json.loads(scale.content_string).get("web", 1) if scale.exists else 1

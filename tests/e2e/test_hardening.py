@@ -511,6 +511,18 @@ def test_a_web_port_taken_while_the_app_was_down_is_healed_at_boot(deploy_box, d
         root_exec(deploy_box, f"pkill -f 'http[.]server --bind 127.0.0.1 {port}'", check=False)
 
 
+def test_ps_stop_answers_503_for_that_app_only(deploy_box, dev):
+    pushed_ok(dev.push(dev.repo("paused", "static"), "paused"), "paused")
+    assert get(deploy_box, app_host("paused"))[0] == 200
+    stopped = dev.ssh("ps:stop", "paused")
+    assert stopped.returncode == 0 and "Stopped paused" in stopped.stderr, stopped
+    status, body = get(deploy_box, app_host("paused"))
+    assert status == 503 and "paused" in body and "static sample site" not in body, (status, body)
+    assert "no processes" in dev.ssh("ps", "paused").stdout
+    others = [a for a in dev.ssh("apps:list").stdout.split() if a != "paused"]
+    assert any(get(deploy_box, app_host(a))[0] == 200 for a in others), others  # the others go on
+
+
 def test_apps_answer_again_after_a_host_restart(deploy_box, dev, docker_client):
     apps = dev.ssh("apps:list").stdout.split()
     serving = [a for a in apps if get(deploy_box, app_host(a))[0] == 200]
@@ -538,3 +550,18 @@ def test_apps_answer_again_after_a_host_restart(deploy_box, dev, docker_client):
     sandbox.start(
         deploy_box.name, docker_client
     )  # running already: waits for sshd, for the tests after this one
+
+
+def test_a_stopped_app_stays_stopped_after_a_host_restart_until_ps_start(deploy_box, dev):
+    """(After the host restart above.) ps:start runs its current release again; ps:rebuild builds the
+    same commit as a new release."""
+    assert get(deploy_box, app_host("paused"))[0] == 503
+    started = dev.ssh("ps:start", "paused")
+    assert started.returncode == 0, started
+    assert get(deploy_box, app_host("paused"))[0] == 200
+    before = dev.ssh("releases", "paused").stdout
+    rebuilt = dev.ssh("ps:rebuild", "paused")
+    assert rebuilt.returncode == 0 and "Rebuilt paused as v2" in rebuilt.stderr, rebuilt.stderr[-2000:]
+    after = dev.ssh("releases", "paused").stdout
+    assert "rebuild" in after and "rebuild" not in before, after
+    assert get(deploy_box, app_host("paused"))[0] == 200

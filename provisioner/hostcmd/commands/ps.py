@@ -1,9 +1,9 @@
-"""ps, ps:scale, ps:restart: an app's processes."""
+"""ps, ps:scale, ps:restart, ps:stop, ps:start, ps:rebuild: an app's processes (Dokku's names)."""
 
 from __future__ import annotations
 
-from .. import names
-from ..deploy import publish
+from .. import names, release
+from ..deploy import deploy, publish
 from ..scheduler import for_settings
 from ..settings import Settings
 from .base import Command, UserError, app_arg, count, err, no_extra, out, valid
@@ -64,8 +64,55 @@ def ps_restart(settings: Settings, args: list[str]) -> None:
         err(f"-----> Restarted {app.name}")
 
 
+def ps_stop(settings: Settings, args: list[str]) -> None:
+    """Every process stops and nginx answers 503 for the app's domains (no other app's page); it stays
+    stopped across host restarts, until ps:start or its next release."""
+    app = app_arg(settings, args, "ps:stop APP")
+    no_extra(args[1:], "ps:stop APP")
+    sched = for_settings(settings)
+    with app.lock(say=err):
+        app.set_stopped(True)  # first: a host restart in between must not start it again
+        release.route(app, [])
+        remove = getattr(sched, "remove", None)
+        if remove is not None:  # a cluster: the services go (their tasks with them)
+            remove(app.name)
+        for inst in sched.instances(app.name):
+            sched.stop(inst, grace=10)
+    err(f"-----> Stopped {app.name}: its domains answer 503 until ps:start {app.name}")
+
+
+def ps_start(settings: Settings, args: list[str]) -> None:
+    app = app_arg(settings, args, "ps:start APP")
+    no_extra(args[1:], "ps:start APP")
+    with app.lock(say=err):
+        current = app.current()
+        if not current:
+            raise UserError(f"{app.name} has no release yet: push it first")
+        if not app.stopped() and release.serving_ports(app, current, for_settings(settings)):
+            err(f"-----> {app.name} is running already")
+            return
+        publish(app, current, err)
+        app.set_stopped(False)
+    err(f"-----> Started {app.name} (v{current.version})")
+
+
+def ps_rebuild(settings: Settings, args: list[str]) -> None:
+    """The current release's commit built again (new buildpacks or stack, a dependency's new release),
+    as a new release, zero downtime."""
+    app = app_arg(settings, args, "ps:rebuild APP")
+    no_extra(args[1:], "ps:rebuild APP")
+    current = app.current()
+    if not current or not current.commit:
+        raise UserError(f"{app.name} has no pushed release to rebuild: push it first")
+    rel = deploy(app, names.sha(current.commit), f"rebuild {current.commit[:7]}", err)
+    err(f"-----> Rebuilt {app.name} as v{rel.version}")
+
+
 COMMANDS = [
     Command("ps", "APP", "processes of the current release", ps),
     Command("ps:scale", "APP TYPE=N ...", "e.g. ps:scale myapp web=2 worker=1", ps_scale),
     Command("ps:restart", "APP", "restart all processes, zero downtime", ps_restart),
+    Command("ps:stop", "APP", "stop every process; its domains answer 503 until ps:start", ps_stop),
+    Command("ps:start", "APP", "start a stopped app again (its current release)", ps_start),
+    Command("ps:rebuild", "APP", "build the current commit again, as a new release", ps_rebuild),
 ]

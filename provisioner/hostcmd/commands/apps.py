@@ -1,7 +1,9 @@
-"""apps:list, apps:exists, apps:create, apps:destroy."""
+"""apps:list, apps:exists, apps:report, apps:create, apps:destroy."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from .. import acme, docker, nginx, repo, services, storage
@@ -26,6 +28,39 @@ def apps_exists(settings: Settings, args: list[str]) -> int:
     if not app.exists():
         raise UserError(f"no app named {app.name!r}")
     return 0
+
+
+def disk_used(path: Path) -> int:
+    """Bytes of the regular files under path (its repository, records and build cache)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def apps_report(settings: Settings, args: list[str]) -> None:
+    from .ps import report, status_of
+
+    app = app_arg(settings, args, "apps:report APP")
+    no_extra(args[1:], "apps:report APP")
+    current = app.current(tolerant=True)
+    running = [i for i in for_settings(settings).instances(app.name) if i.state == "running"]
+    deployed = "no"
+    if current:
+        commit = f", commit {current.commit[:7]}" if current.commit else ""
+        deployed = f"v{current.version} ({current.kind}{commit}, {current.created or 'unknown time'})"
+    rows = [
+        ("Deployed", deployed),
+        ("Status", status_of(app.stopped(), current is not None, len(running))),
+        ("Processes", " ".join(f"{k}={v}" for k, v in sorted(app.scale().items()))),
+        ("Domains", " ".join(app.all_domains()) or "none"),
+        ("URL", settings.app_url(app.name)),
+        ("Image", current.image if current else "none"),
+        ("Disk used", f"{disk_used(app.dir) / 1e6:.1f} MB (repository, records, build cache)"),
+    ]
+    report(f"{app.name} app information", rows)
 
 
 def apps_create(settings: Settings, args: list[str]) -> None:
@@ -76,6 +111,12 @@ def apps_destroy(settings: Settings, args: list[str]) -> None:
 COMMANDS = [
     Command("apps:list", "", "list apps", apps_list, aliases=("apps",), scope="list"),
     Command("apps:exists", "APP", "exit code 0 when the app exists, 1 when not (for scripts)", apps_exists),
+    Command(
+        "apps:report",
+        "APP",
+        "deployed release, status, processes, domains, URL, image, disk used",
+        apps_report,
+    ),
     Command("apps:create", "APP", "create an app (a first push does this too)", apps_create),
     Command(
         "apps:destroy",

@@ -108,6 +108,37 @@ def ps_rebuild(settings: Settings, args: list[str]) -> None:
     err(f"-----> Rebuilt {app.name} as v{rel.version}")
 
 
+def report(title: str, rows: list[tuple[str, str]]) -> None:
+    """Dokku's report shape: a heading, then one aligned `Name: value` line each."""
+    out(f"=====> {title}")
+    width = max(len(name) for name, _ in rows) + 1
+    for name, value in rows:
+        out(f"       {name + ':':<{width}} {value}")
+
+
+def status_of(app_stopped: bool, deployed: bool, running: int) -> str:
+    if not deployed:
+        return "not deployed"
+    return "stopped" if app_stopped else "running" if running else "no process running"
+
+
+def ps_report(settings: Settings, args: list[str]) -> None:
+    app = app_arg(settings, args, "ps:report APP")
+    no_extra(args[1:], "ps:report APP")
+    current = app.current(tolerant=True)
+    instances = for_settings(settings).instances(app.name)
+    running = [i for i in instances if i.state == "running"]
+    rows = [
+        ("Deployed", f"v{current.version}" if current else "no"),
+        ("Status", status_of(app.stopped(), current is not None, len(running))),
+        ("Scale", " ".join(f"{k}={v}" for k, v in sorted(app.scale().items()))),
+        ("Processes", str(len(instances))),
+        ("Running", str(len(running))),
+    ]
+    rows += [(f"Status {i.process}.{i.index}", f"{i.state} (v{i.version}, {i.name})") for i in instances]
+    report(f"{app.name} ps information", rows)
+
+
 COMMANDS = [
     Command("ps", "APP", "processes of the current release", ps),
     Command("ps:scale", "APP TYPE=N ...", "e.g. ps:scale myapp web=2 worker=1", ps_scale),
@@ -115,4 +146,5 @@ COMMANDS = [
     Command("ps:stop", "APP", "stop every process; its domains answer 503 until ps:start", ps_stop),
     Command("ps:start", "APP", "start a stopped app again (its current release)", ps_start),
     Command("ps:rebuild", "APP", "build the current commit again, as a new release", ps_rebuild),
+    Command("ps:report", "APP", "the app's process state: deployed, stopped, scale, each process", ps_report),
 ]

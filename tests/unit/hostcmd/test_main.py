@@ -298,3 +298,37 @@ def test_run_passes_the_words_exactly_and_its_exit_code_back_and_logs_who_ran_wh
     assert (app.dir / "runs.log").stat().st_mode & 0o777 == 0o600
     with pytest.raises(host.UserError, match="usage: run APP CMD"):
         host.dispatch(["run", "shop"], settings)
+
+
+def test_reports_show_the_deployed_release_status_and_processes(settings, monkeypatch, capsys):
+    from provisioner.hostcmd.commands import apps as apps_cmd
+    from provisioner.hostcmd.commands import ps as ps_cmd
+    from provisioner.hostcmd.scheduler import Instance
+    from provisioner.hostcmd.store import Release
+
+    app = App(settings, "shop")
+    app.create(lambda repo: repo.mkdir(parents=True))
+    running = [Instance("shop.web.1", "shop", "web", 1, 4, "running", 40001)]
+
+    class Sched:
+        def instances(self, name):
+            return running if name == "shop" else []
+
+    for module in (apps_cmd, ps_cmd):
+        monkeypatch.setattr(module, "for_settings", lambda s: Sched())
+    host.dispatch(["apps:report", "shop"], settings)
+    assert "Status:" in capsys.readouterr().out
+    release = Release(4, "provisioner-app/shop:v4", {"web": "x"}, 5000, commit="abc1234def", created="T")
+    app.record_release(release)
+    app.set_current(release)
+    host.dispatch(["apps:report", "shop"], settings)
+    text = capsys.readouterr().out
+    assert text.startswith("=====> shop app information\n")
+    assert "Deployed:  v4 (buildpacks, commit abc1234, T)" in text and "Status:    running" in text
+    assert "URL:       http://shop.example.test" in text and "Image:     provisioner-app/shop:v4" in text
+    app.set_stopped(True)
+    host.dispatch(["ps:report", "shop"], settings)
+    text = capsys.readouterr().out
+    assert "Status:       stopped" in text and "Status web.1: running (v4, shop.web.1)" in text
+    app.set_stopped(False)
+    assert not app.stopped()

@@ -48,6 +48,7 @@ class Settings:
     keep_releases: int = 3  # receiver_keep_releases
     build_min_free_mb: int = 1024  # receiver_build_min_free_mb
     buildpack_file_dir: str = ""  # receiver_buildpack_file_dir
+    git_sync_file_dir: str = ""  # receiver_git_sync_file_dir
     keys_dir: str = "/etc/provisioner/deploy-keys"  # receiver_keys_dir
     storage_dir: str = "/var/lib/provisioner/storage"  # receiver_storage_dir
     storage_tool: str = "/usr/local/sbin/provisioner-storage"  # receiver_storage_tool

@@ -108,6 +108,40 @@ def test_an_apps_profile_runs_before_each_of_its_processes(deploy_box, dev):
     assert re.search(r"greeting=from \.profile, PORT=\d+ ", body), body
 
 
+def test_git_sync_deploys_a_commit_of_a_repository_as_if_pushed(deploy_box, dev, tmp_path):
+    """Dokku's git:sync: the host fetches a repository (served here by `git daemon` on the host itself,
+    over git://) and deploys its commit; a hostile URL or ref is refused with one line."""
+    source = dev.repo("synced-src", "static")
+    (source / "index.html").write_text("<html><body>synced by git:sync</body></html>\n")
+    dev.commit(source, "synced")
+    bare = tmp_path / "site.git"
+    dev.git(source, "clone", "-q", "--bare", str(source), str(bare))
+    tar = subprocess.run(
+        ["tar", "-C", str(tmp_path), "-cf", "-", "site.git"], check=True, capture_output=True
+    )
+    root_exec(deploy_box, "rm -rf /srv/gitsrv && mkdir -p /srv/gitsrv")
+    ssh = [*dev.env["GIT_SSH_COMMAND"].split(), "-p", str(deploy_box.ssh_port), "root@127.0.0.1"]
+    subprocess.run(
+        [*ssh, "tar -C /srv/gitsrv -xf - && chown -R nobody: /srv/gitsrv"], input=tar.stdout, check=True
+    )
+    root_exec(
+        deploy_box,
+        "git daemon --detach --reuseaddr --listen=127.0.0.1 --port=9418 --base-path=/srv/gitsrv --export-all "
+        "--user=nobody --group=nogroup --pid-file=/run/e2e-git-daemon.pid /srv/gitsrv",
+    )
+    try:
+        result = dev.ssh("git:sync", "synced", "git://127.0.0.1:9418/site.git", "main")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Fetching main of git://127.0.0.1:9418/site.git" in result.stderr
+        assert get(deploy_box, app_host("synced")) == (200, "<html><body>synced by git:sync</body></html>\n")
+        for bad in (["--upload-pack=touch /tmp/pwned"], ["git://127.0.0.1:9418/site.git", "--upload-pack=x"]):
+            refused = dev.ssh("git:sync", "synced", *bad)
+            assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused
+        assert root_exec(deploy_box, "test -e /tmp/pwned && echo yes || echo no").strip() == "no"
+    finally:
+        root_exec(deploy_box, "kill $(cat /run/e2e-git-daemon.pid) 2>/dev/null || true", check=False)
+
+
 def test_push_dockerfile_app(deploy_box, dev):
     result = dev.push(dev.repo("dock", "dockerfile"), "dock")
     pushed_ok(result, "dock")

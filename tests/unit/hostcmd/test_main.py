@@ -332,3 +332,44 @@ def test_reports_show_the_deployed_release_status_and_processes(settings, monkey
     assert "Status:       stopped" in text and "Status web.1: running (v4, shop.web.1)" in text
     app.set_stopped(False)
     assert not app.stopped()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "--upload-pack=touch /tmp/pwned",
+        "-oProxyCommand=x",
+        "ext::sh -c touch% /tmp/pwned",
+        "ssh://git@example.com/x.git",
+        "https://user:secret@example.com/x.git",
+        "https://example.com/x.git; touch /tmp/pwned",
+        "https://$(touch /tmp/pwned)/x.git",
+        "https://example.com/x.git\n--upload-pack=x",
+        "file:///etc",
+        "file://host/srv/git/x",
+        "/srv/git/x",
+        "fd::3",
+        "",
+    ],
+)
+def test_git_sync_refuses_urls_it_would_not_fetch_plainly(settings, url):
+    from provisioner.hostcmd.commands import git
+
+    with pytest.raises(host.UserError):
+        git.source_url(settings, url)
+
+
+def test_git_sync_takes_plain_urls_and_file_urls_inside_its_directory_only(tmp_path):
+    from provisioner.hostcmd.commands import git
+
+    allowed = tmp_path / "git"
+    (allowed / "site.git").mkdir(parents=True)
+    settings = Settings(apps_dir=str(tmp_path / "apps"), git_sync_file_dir=str(allowed))
+    assert git.source_url(settings, "https://example.com/a/b.git") == "https://example.com/a/b.git"
+    assert git.source_url(settings, "git://127.0.0.1:9418/site.git") == "git://127.0.0.1:9418/site.git"
+    assert git.source_url(settings, f"file://{allowed}/site.git") == f"file://{allowed}/site.git"
+    with pytest.raises(host.UserError, match="must name a repository under"):
+        git.source_url(settings, f"file://{allowed}/../../etc")
+    with pytest.raises(host.UserError, match="invalid git ref"):
+        App(settings, "shop").create(lambda repo: repo.mkdir(parents=True))
+        host.dispatch(["git:sync", "shop", "https://example.com/x.git", "--upload-pack=x"], settings)

@@ -72,6 +72,15 @@ def app_arg(settings: Settings, args: list[str], usage: str, must_exist: bool = 
     return app
 
 
+def not_on_a_cluster(settings: Settings, what: str) -> None:
+    """HTTPS is one host's for now: on a swarm's manager the command says so, before touching anything."""
+    if settings.swarm_role:
+        raise UserError(
+            f"{what} is not available on a cluster yet (certificates are one host's; the cluster's nodes "
+            "route HTTP): see the README's Clusters section"
+        )
+
+
 def no_extra(args: list[str], usage: str) -> None:
     if args:
         raise UserError(f"unexpected argument {args[0]!r}; usage: {usage}")

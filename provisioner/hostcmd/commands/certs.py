@@ -7,7 +7,7 @@ import sys
 from .. import tls
 from ..deploy import reroute
 from ..settings import Settings
-from .base import Command, UserError, app_arg, err, no_extra, out
+from .base import Command, UserError, app_arg, err, no_extra, not_on_a_cluster, out
 from .letsencrypt import enabled, expiry, turn_off
 
 USAGE = "certs:add APP < bundle.pem (the certificate chain, then its private key)"
@@ -41,6 +41,7 @@ def show(settings: Settings, args: list[str]) -> None:
 def add(settings: Settings, args: list[str]) -> None:
     app = app_arg(settings, args, USAGE)
     no_extra(args[1:], USAGE)
+    not_on_a_cluster(settings, "certs:add")
     text = sys.stdin.read(tls.MAX_BUNDLE + 1)
     if not text.strip():
         raise UserError(f"no certificate on stdin; usage: {USAGE}")

@@ -14,7 +14,7 @@ from ..deploy import reroute
 from ..settings import Settings
 from ..store import App, list_apps, now, read_json, write_json
 from . import base
-from .base import Command, UserError, app_arg, err, flags, no_extra, out
+from .base import Command, UserError, app_arg, err, flags, no_extra, not_on_a_cluster, out
 
 FAILURES = (acme.AcmeError, tls.CertError, nginx.NginxError)
 
@@ -68,6 +68,7 @@ def refresh(app: App, say: Any) -> None:
 def enable(settings: Settings, args: list[str]) -> None:
     app = app_arg(settings, args, "letsencrypt:enable APP")
     no_extra(args[1:], "letsencrypt:enable APP")
+    not_on_a_cluster(settings, "letsencrypt:enable")
     with app.lock(say=err):
         if not app.current():
             raise UserError(

@@ -373,3 +373,12 @@ def test_git_sync_takes_plain_urls_and_file_urls_inside_its_directory_only(tmp_p
     with pytest.raises(host.UserError, match="invalid git ref"):
         App(settings, "shop").create(lambda repo: repo.mkdir(parents=True))
         host.dispatch(["git:sync", "shop", "https://example.com/x.git", "--upload-pack=x"], settings)
+
+
+def test_https_commands_say_clearly_that_a_cluster_has_none_yet(tmp_path, monkeypatch):
+    monkeypatch.setattr(host.swarm, "adopt", lambda app, init, say: False)  # no swarm to ask here
+    settings = Settings(apps_dir=str(tmp_path), swarm_role="manager", swarm_registry="10.0.0.1:5000")
+    App(settings, "shop").create(lambda repo: repo.mkdir(parents=True))
+    for argv in (["letsencrypt:enable", "shop"], ["certs:add", "shop"]):
+        with pytest.raises(host.UserError, match="not available on a cluster yet"):
+            host.dispatch(argv, settings)

@@ -269,6 +269,28 @@ def test_ps_restart_replaces_every_task(cluster, scaled, swarm_dev):
     assert all(b.startswith("python v2") for b in answers(cluster, "py", rounds=1))
 
 
+def test_backing_services_on_the_manager_serve_the_apps_tasks_on_every_node(cluster, swarm_dev):
+    """postgres:create and redis:create on the manager, linked to an app with a task on every node: each
+    task reaches them over the app's overlay (the cluster's VXLAN between the nodes)."""
+    for kind, name in (("postgres", "swarmdb"), ("redis", "swarmcache")):
+        created = swarm_dev.ssh(f"{kind}:create", name)
+        assert created.returncode == 0, created.stderr[-2000:]
+    assert swarm_dev.ssh("apps:create", "store").returncode == 0
+    for kind, name in (("postgres", "swarmdb"), ("redis", "swarmcache")):
+        linked = swarm_dev.ssh(f"{kind}:link", name, "store")
+        assert linked.returncode == 0, linked.stderr[-2000:]
+    pushed_ok(swarm_dev.push(swarm_dev.repo("store", "datastore"), "store"), "store")
+    scale = swarm_dev.ssh("ps:scale", "store", f"web={len(cluster.boxes)}")
+    assert scale.returncode == 0, scale.stderr[-2000:]
+    assert running_nodes(cluster, "store_web") == sorted(b.name for b in cluster.boxes)
+    for number, box in enumerate(cluster.boxes, 1):  # each node's nginx prefers its own task
+        status, body = get(box, app_host("store"), f"/write?text=n{number}")
+        assert status == 200 and body.startswith(f"wrote id={number} count={number}"), (box.name, body)
+    notes = ",".join(f"n{i}" for i in range(1, len(cluster.boxes) + 1))
+    for box in cluster.boxes:
+        assert f"notes={notes} count={len(cluster.boxes)}" in get(box, app_host("store"))[1], box.name
+
+
 # --- nodes joining, leaving and failing, with the app under load ---------------------------------------
 
 

@@ -87,6 +87,8 @@ def test_bad_names_are_refused_before_any_file(store, name):
         "ssh-rsa " + new_key().split()[1],  # blob of another type
         "ssh-ed25519 !!!notbase64",
     ],
+    # Fixed ids: the keys are made at collection, and pytest-xdist's workers must collect the same tests.
+    ids=["empty", "not-a-key", "forced-command", "two-keys", "short-blob", "other-type", "not-base64"],
 )
 def test_bad_keys_are_refused(store, text):
     with pytest.raises(keys.KeyError_):

@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-# The whole suite on two workers (pytest-xdist): the end-to-end modules that boot hosts of their own (a
-# cluster, interrupted provisioning, Vagrant) beside the ones sharing the session's provisioned hosts, each
-# group in order on one worker (tests/conftest.py); the unit tests and linters fill the gaps.
+# The whole suite on two workers (pytest-xdist): the end-to-end modules that share the session's
+# provisioned hosts on one, the unit tests and linters and then the modules that boot hosts of their own (a
+# cluster, interrupted provisioning, Vagrant) on the other (tests/conftest.py).
 if [ "$#" -eq 0 ]; then
-  set -- -n 2 --dist loadgroup
+  set -- -n 2
 fi
 exec .venv/bin/pytest "$@"

@@ -103,14 +103,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{name}: {text}")
 
 
-# End-to-end modules in two groups, each run in order on one pytest-xdist worker (scripts/test.sh): the
-# modules with hosts of their own ("cluster") beside those sharing the session's provisioned hosts. Their
-# sandboxes have distinct names (raw_box's carries the worker's id).
+# With pytest-xdist (scripts/test.sh: -n 2), three chunks of work, each run in order on one worker: the
+# end-to-end modules that share the session's provisioned hosts; those with hosts of their own (a
+# cluster, interrupted provisioning, Vagrant); and the unit tests and linters. The first worker to be free
+# takes the next chunk. Their sandboxes have distinct names (raw_box's carries the worker's id).
 OWN_HOSTS = ("test_swarm.py", "test_interrupt.py", "test_vagrant.py")
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if "/e2e/" in str(item.fspath):
-            group = "own-hosts" if item.fspath.basename in OWN_HOSTS else "shared-hosts"
-            item.add_marker(pytest.mark.xdist_group(group))
+def work_chunk(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if not path.startswith("tests/e2e/"):
+        return "unit-and-lint"
+    return "own-hosts" if path.rsplit("/", 1)[-1] in OWN_HOSTS else "shared-hosts"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByChunk(LoadScopeScheduling):
+        """LoadScopeScheduling with our chunks as its scopes (the biggest is handed out first)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return work_chunk(nodeid)
+
+    return ByChunk(config, log)

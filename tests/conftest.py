@@ -90,6 +90,8 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker (they have a terminal summary too): the controller prints
     shared = os.environ.get(FIGURES_FILE)
     if shared and os.path.exists(shared):
         with open(shared) as fh:

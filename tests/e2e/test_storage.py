@@ -108,7 +108,7 @@ def test_run_a_migration_like_command_with_the_apps_storage_config_and_exit_code
     assert "applied" in result.stdout and "careful" in result.stderr, result
     assert on_host(mounted, f"{STORAGE}/{APP}/data/migrated.txt") == "schema 0042 as 1000\n"
     missing = dev.ssh("run", APP, "no-such-command", "--now")
-    assert missing.returncode == 127 and "no-such-command: not found" in missing.stderr, missing
+    assert missing.returncode == 127 and "no-such-command: command not found" in missing.stderr, missing
     logged = root_exec(mounted, f"cat /var/lib/provisioner/apps/{APP}/runs.log")
     assert "no-such-command --now" in logged and "0042" not in logged, logged  # the command, not config
     assert "notes one uid=1000:1000 notes=first,second,third" in body(mounted)  # the app kept serving

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import names, release
+from .. import names, release, swarm
 from ..deploy import deploy, publish
 from ..scheduler import for_settings
 from ..settings import Settings
@@ -73,9 +73,8 @@ def ps_stop(settings: Settings, args: list[str]) -> None:
     with app.lock(say=err):
         app.set_stopped(True)  # first: a host restart in between must not start it again
         release.route(app, [])
-        remove = getattr(sched, "remove", None)
-        if remove is not None:  # a cluster: the services go (their tasks with them)
-            remove(app.name)
+        if isinstance(sched, swarm.Swarm):  # a cluster: the services go (their tasks with them)
+            sched.remove(app.name)
         for inst in sched.instances(app.name):
             sched.stop(inst, grace=10)
     err(f"-----> Stopped {app.name}: its domains answer 503 until ps:start {app.name}")

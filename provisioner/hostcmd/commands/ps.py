@@ -6,6 +6,7 @@ from .. import names, release, swarm
 from ..deploy import deploy, publish
 from ..scheduler import for_settings
 from ..settings import Settings
+from ..store import App, Release
 from .base import Command, UserError, app_arg, count, err, no_extra, out, valid
 
 MAX_SCALE = 20
@@ -53,14 +54,19 @@ def ps_scale(settings: Settings, args: list[str]) -> None:
             publish(app, current, err)
 
 
+def deployed(app: App) -> Release:
+    """The release the app serves, or one clear refusal (under the app's lock)."""
+    current = app.current()
+    if not current:
+        raise UserError(f"{app.name} has no release yet: push it first")
+    return current
+
+
 def ps_restart(settings: Settings, args: list[str]) -> None:
     app = app_arg(settings, args, "ps:restart APP")
     no_extra(args[1:], "ps:restart APP")
     with app.lock(say=err):
-        current = app.current()
-        if not current:
-            raise UserError(f"{app.name} has no release yet")
-        publish(app, current, err)
+        publish(app, deployed(app), err)
         err(f"-----> Restarted {app.name}")
 
 
@@ -84,14 +90,11 @@ def ps_start(settings: Settings, args: list[str]) -> None:
     app = app_arg(settings, args, "ps:start APP")
     no_extra(args[1:], "ps:start APP")
     with app.lock(say=err):
-        current = app.current()
-        if not current:
-            raise UserError(f"{app.name} has no release yet: push it first")
+        current = deployed(app)
         if not app.stopped() and release.serving_ports(app, current, for_settings(settings)):
             err(f"-----> {app.name} is running already")
             return
-        publish(app, current, err)
-        app.set_stopped(False)
+        publish(app, current, err)  # a release that goes live clears the stopped mark
     err(f"-----> Started {app.name} (v{current.version})")
 
 

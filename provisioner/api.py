@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import hostvars, paths, preflight, runner, sandbox
+from . import cloudinit, hostvars, paths, preflight, runner, sandbox
 from .errors import UsageError
 from .targets import (
     Host,
@@ -89,6 +89,7 @@ class UpOptions:
     vagrant: str | None = None
     swarm: bool = False  # join the targets into one Docker Swarm cluster
     managers: int = 1  # with swarm: the first N targets are managers
+    wait_cloud_init: bool = False  # wait until cloud-init has finished on each host, then pre-flight
 
 
 @dataclass
@@ -133,17 +134,12 @@ def up(
     *,
     progress: runner.Progress | None = None,
     on_preflight: Callable[[list[Host]], None] | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
 ) -> UpResult:
     """Provision hosts: validate everything, pre-flight every host, then one ansible-runner run."""
     started = time.monotonic()
     domain = hostvars.validate_domain(options.domain) if options.domain else None
-    extra = hostvars.extra_vars(
-        ca_files=options.ca_certs,
-        apt_proxy=options.apt_proxy,
-        pip_index_url=options.pip_index_url,
-        acme=hostvars.acme_vars(options.acme_email, options.acme_server, options.acme_staging),
-        extra=hostvars.parse_extra_vars(options.extra_vars),
-    )
+    extra = command_line_vars(options)
     if options.swarm and (options.inventory or options.vagrant):
         raise UsageError(
             "--swarm makes the cluster from targets; in an inventory, put the hosts in the groups "
@@ -160,6 +156,8 @@ def up(
         swarm_groups([h.name for h in hosts], options.managers)  # a bad --managers fails before any work
     if on_preflight:
         on_preflight(hosts)
+    if options.wait_cloud_init:
+        cloudinit.wait_for(hosts, say=say)
     extra["receiver_authorized_keys"] = hostvars.deploy_keys(options.deploy_keys, [h.identity for h in hosts])
     preflight.check_all(hosts, forks=options.forks, known_hosts=paths.known_hosts())
     per_host = hostvars.host_vars(hosts, domain)
@@ -239,12 +237,27 @@ def verify_targets(
     return verify(hosts, options, forks)
 
 
+def command_line_vars(options: UpOptions) -> dict[str, Any]:
+    """The variables `up`'s provisioning options give every host (all but the deploy keys and domain)."""
+    return hostvars.extra_vars(
+        ca_files=options.ca_certs,
+        apt_proxy=options.apt_proxy,
+        pip_index_url=options.pip_index_url,
+        acme=hostvars.acme_vars(options.acme_email, options.acme_server, options.acme_staging),
+        extra=hostvars.parse_extra_vars(options.extra_vars),
+    )
+
+
 def ansible_vars(
-    host_ip: str, *, domain: str | None = None, ca_certs: Iterable[str] = (), deploy_keys: Iterable[str] = ()
+    host_ip: str | None, options: UpOptions, identities: Iterable[str | None] = ()
 ) -> dict[str, Any]:
-    """Every variable `up` gives a host whose apps answer at host_ip (for the Vagrantfile and other tools)."""
-    host = Host(name="host", address=host_ip)
-    data = hostvars.extra_vars(ca_files=ca_certs)
-    data["receiver_authorized_keys"] = hostvars.deploy_keys(list(deploy_keys), [])
-    data.update(hostvars.host_vars([host], hostvars.validate_domain(domain) if domain else None)["host"])
+    """Every variable `up` gives a host whose apps answer at host_ip, with these options (the one definition:
+    `provisioner vars`, the Vagrantfile and `provisioner cloud-init --mode self` use it). Without host_ip
+    and --domain, no provisioner_domain: the host works out its own (cloud-init's first boot does)."""
+    data = command_line_vars(options)
+    data["receiver_authorized_keys"] = hostvars.deploy_keys(options.deploy_keys, identities)
+    domain = hostvars.validate_domain(options.domain) if options.domain else None
+    if domain or host_ip:
+        host = Host(name="host", address=host_ip or "127.0.0.1")
+        data.update(hostvars.host_vars([host], domain)["host"])
     return data

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, api, demo, runner, sandbox
+from . import __version__, api, cloudinit, demo, hostvars, runner, sandbox
 from .errors import HostErrors, ProvisionerError, UsageError
 from .targets import Host
 
@@ -163,10 +163,50 @@ def with_up_options(func: F) -> F:
     return func
 
 
+def with_provisioning_options(func: F) -> F:
+    """What a host is provisioned with: `up`, `vars` and `cloud-init --mode self` take the same options."""
+    options = [
+        click.option("--domain", help="Apps live at APP.DOMAIN (default: <host-ip>.sslip.io)."),
+        click.option(
+            "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust."
+        ),
+        click.option("--apt-proxy", help="HTTP proxy URL for apt on the hosts."),
+        click.option("--pip-index-url", help="Python package index for builds on the hosts."),
+        click.option("--acme-email", help="Contact address for Let's Encrypt (expiry notices); optional."),
+        click.option(
+            "--acme-server",
+            help="ACME directory URL for letsencrypt:enable (default: Let's Encrypt's production one).",
+        ),
+        click.option(
+            "--acme-staging", is_flag=True, help="Use Let's Encrypt's staging ACME server (for trials)."
+        ),
+        click.option(
+            "--deploy-key",
+            "deploy_keys",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help="Public key allowed to git push and run app commands (default: the connecting key's .pub).",
+        ),
+        click.option(
+            "-e", "--extra-var", "extra_vars", multiple=True, help="Role variable NAME=VALUE; repeatable."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def provisioning_options(kwargs: dict[str, Any]) -> api.UpOptions:
+    """UpOptions from the options of with_provisioning_options (the others keep their defaults)."""
+    names = ("domain", "ca_certs", "apt_proxy", "pip_index_url", "acme_email", "acme_server", "acme_staging")
+    given = {name: kwargs[name] for name in names}
+    given.update(ca_certs=list(kwargs["ca_certs"]), deploy_keys=list(kwargs["deploy_keys"]))
+    return api.UpOptions(**given, extra_vars=list(kwargs["extra_vars"]))
+
+
 @main.command()
 @click.argument("targets", nargs=-1)
 @with_up_options
-@click.option("--domain", help="Apps live at APP.DOMAIN (default: <host-ip>.sslip.io).")
 @click.option("--check", is_flag=True, help="Show what would change (check mode + diff); change nothing.")
 @click.option(
     "--tags",
@@ -176,26 +216,13 @@ def with_up_options(func: F) -> F:
         "repeatable."
     ),
 )
-@click.option(
-    "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust."
-)
-@click.option("--apt-proxy", help="HTTP proxy URL for apt on the hosts.")
-@click.option("--pip-index-url", help="Python package index for builds on the hosts.")
-@click.option("--acme-email", help="Contact address for Let's Encrypt (expiry notices); optional.")
-@click.option(
-    "--acme-server",
-    help="ACME directory URL for letsencrypt:enable (default: Let's Encrypt's production one).",
-)
-@click.option("--acme-staging", is_flag=True, help="Use Let's Encrypt's staging ACME server (for trials).")
-@click.option(
-    "--deploy-key",
-    "deploy_keys",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Public key allowed to git push and run app commands (default: the connecting identity's .pub).",
-)
-@click.option("-e", "--extra-var", "extra_vars", multiple=True, help="Role variable NAME=VALUE; repeatable.")
+@with_provisioning_options
 @click.option("--verify/--no-verify", default=True, help="Run `provisioner verify` on the hosts afterwards.")
+@click.option(
+    "--wait-cloud-init",
+    is_flag=True,
+    help="First wait (with progress) until cloud-init has finished on each just-booted host.",
+)
 @click.option(
     "--swarm",
     is_flag=True,
@@ -219,11 +246,15 @@ def up(targets: tuple[str, ...], as_json: bool, **kwargs: Any) -> None:
     options = api.UpOptions(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})  # type: ignore[arg-type]
     live_ok = err.is_terminal and not as_json
     progress = runner.Progress() if live_ok else line_progress(err)
+
+    def say(msg: str) -> None:
+        err.print(msg, highlight=False, markup=False)
+
     if live_ok:
         with Live(get_renderable=lambda: progress_table(progress), console=err, refresh_per_second=4):
-            result = api.up(targets, options, progress=progress)
+            result = api.up(targets, options, progress=progress, say=say)
     else:
-        result = api.up(targets, options, progress=progress)
+        result = api.up(targets, options, progress=progress, say=say)
     report_up(result, as_json)
     if not result.ok:
         sys.exit(1)
@@ -373,13 +404,31 @@ def sandbox_group() -> None:
     """Local fresh Debian servers (systemd containers) to try provisioner on."""
 
 
+os_option = click.option(
+    "--os",
+    "os_name",
+    type=click.Choice(list(sandbox.OSES)),
+    default=sandbox.DEFAULT_OS,
+    show_default=True,
+    help="The distribution and version the sandbox runs.",
+)
+
+
 @sandbox_group.command("create")
 @click.argument("name")
-@click.option("--release", type=click.Choice(sorted(sandbox.RELEASES)), default=sandbox.DEFAULT_RELEASE)
-@click.option("--json", "as_json", is_flag=True, help="Print name, ssh, identity, http and https as JSON.")
-def sandbox_create(name: str, release: str, as_json: bool) -> None:
+@os_option
+@click.option(
+    "--cloud-init",
+    "cloud_init",
+    type=click.Path(dir_okay=False),
+    help="User-data (e.g. from `provisioner cloud-init`): boot with cloud-init seeded with it (NoCloud).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print name, ssh, identity, http, https, os as JSON.")
+def sandbox_create(name: str, os_name: str, cloud_init: str | None, as_json: bool) -> None:
     """Boot a fresh sandbox server NAME reachable over SSH on 127.0.0.1."""
-    box = sandbox.create(name, release=release, say=lambda msg: err.print(msg, highlight=False))
+    user_data = sandbox.read_user_data(cloud_init) if cloud_init else None
+    say = lambda msg: err.print(msg, highlight=False)  # noqa: E731
+    box = sandbox.create(name, os_name=os_name, cloud_init=user_data, say=say)
     if as_json:
         out.print_json(json.dumps(box.as_dict()))
     else:
@@ -388,11 +437,12 @@ def sandbox_create(name: str, release: str, as_json: bool) -> None:
 
 
 @sandbox_group.command("image")
-@click.option("--release", type=click.Choice(sorted(sandbox.RELEASES)), default=sandbox.DEFAULT_RELEASE)
-def sandbox_image(release: str) -> None:
-    """Build (once) or reuse the sandbox base image, and print its name (the Vagrantfile uses it)."""
+@os_option
+@click.option("--cloud-init", "cloud_init", is_flag=True, help="The variant with cloud-init.")
+def sandbox_image(os_name: str, cloud_init: bool) -> None:
+    """Build (once) or reuse a sandbox base image, and print its name (the Vagrantfile uses it)."""
     tag = sandbox.ensure_base_image(
-        sandbox.client(), release, say=lambda msg: err.print(msg, highlight=False)
+        sandbox.client(), os_name, say=lambda msg: err.print(msg, highlight=False), cloud_init=cloud_init
     )
     out.print(tag, highlight=False)
 
@@ -442,33 +492,95 @@ def sandbox_destroy(names: tuple[str, ...]) -> None:
 
 @main.command(name="vars")
 @click.option("--host-ip", required=True, help="The address apps of the host answer at.")
-@click.option("--domain", help="Apps live at APP.DOMAIN (default: <host-ip>.sslip.io).")
-@click.option(
-    "--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False), help="Extra CA to trust."
-)
-@click.option(
-    "--deploy-key", "deploy_keys", multiple=True, type=click.Path(dir_okay=False), help="Deploy key."
-)
+@with_provisioning_options
 @click.option(
     "--ansible-env",
     is_flag=True,
     help="Print instead the environment ansible-playbook runs with under `up` (Mitogen's strategy).",
 )
-def vars_command(
-    host_ip: str,
-    domain: str | None,
-    ca_certs: tuple[str, ...],
-    deploy_keys: tuple[str, ...],
-    ansible_env: bool,
-) -> None:
+def vars_command(host_ip: str, ansible_env: bool, **kwargs: Any) -> None:
     """Print, as JSON, the Ansible variables `up` would give such a host (used by the Vagrantfile)."""
     if ansible_env:
         from . import runner
 
         out.print_json(json.dumps(runner.mitogen_env()))
         return
-    data = api.ansible_vars(host_ip, domain=domain, ca_certs=ca_certs, deploy_keys=deploy_keys)
+    data = api.ansible_vars(host_ip, provisioning_options(kwargs))
     out.print_json(json.dumps(data))
+
+
+@main.command(name="cloud-init")
+@click.option(
+    "--mode",
+    type=click.Choice(cloudinit.MODES),
+    default="prepare",
+    show_default=True,
+    help="prepare: the admin user and python3, for `up`; self: the VM provisions itself at first boot.",
+)
+@click.option("--user", default=cloudinit.DEFAULT_USER, show_default=True, help="The admin user to create.")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="The admin's public key file; repeatable (default: ~/.ssh's). With --mode self, also deploy keys.",
+)
+@with_provisioning_options
+@click.option("--bundle-url", help="--mode self: where the VM fetches the bundle (playbook, roles, program).")
+@click.option(
+    "--bundle",
+    "bundle_file",
+    type=click.Path(dir_okay=False),
+    help="--mode self: write the bundle to this file, to upload to --bundle-url.",
+)
+def cloud_init_command(
+    mode: str,
+    user: str,
+    keys: tuple[str, ...],
+    bundle_url: str | None,
+    bundle_file: str | None,
+    **kwargs: Any,
+) -> None:
+    """Print cloud-config user-data for a cloud VM's "user data" field.
+
+    \b
+    --mode prepare: `provisioner up USER@IP --wait-cloud-init` works from the first boot.
+    --mode self:    the VM provisions itself with the playbook and variables `up` would use.
+    """
+    admin_keys = hostvars.deploy_keys(list(keys), [])
+    if mode == "prepare":
+        given = {"bundle_url": bundle_url, "bundle": bundle_file, **kwargs}
+        flags = ["--" + name.replace("_", "-") for name, value in given.items() if value]
+        if flags:
+            raise UsageError(
+                f"{', '.join(flags)}: only with --mode self (prepare installs nothing but python3)"
+            )
+        sys.stdout.write(cloudinit.prepare(user, admin_keys))
+        return
+    if not bundle_url:
+        raise UsageError(
+            "--mode self needs --bundle-url URL: where the VM fetches the playbook bundle",
+            fix="write it with --bundle FILE and put FILE at that URL",
+        )
+    options = provisioning_options(kwargs)
+    options.deploy_keys = options.deploy_keys or list(keys)
+    variables = api.ansible_vars(None, options)
+    if not options.deploy_keys:
+        variables["receiver_authorized_keys"] = admin_keys
+    variables.pop("receiver_program_archive", None)  # the VM's own copy, from the bundle
+    data = cloudinit.bundle()
+    digest = cloudinit.sha256(data)
+    text = cloudinit.self_provision(user, admin_keys, variables, bundle_url=bundle_url, bundle_sha256=digest)
+    if bundle_file:
+        Path(bundle_file).write_bytes(data)
+        err.print(f"wrote the bundle to {bundle_file}: put it at {bundle_url}", highlight=False, markup=False)
+    else:
+        err.print(
+            f"the VM fetches the bundle (SHA-256 {digest}) from {bundle_url}: write it with --bundle FILE",
+            highlight=False,
+            markup=False,
+        )
+    sys.stdout.write(text)
 
 
 # --- keys -------------------------------------------------------------------------------------------

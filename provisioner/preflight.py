@@ -21,7 +21,14 @@ from .targets import Host
 
 MIN_DISK_MB = 2048
 MIN_RAM_MB = 512
-SUPPORTED = {"debian": 12, "ubuntu": 22}
+# The distributions and versions provisioner is proven on (each has an end-to-end test: tests/e2e/
+# test_distros.py): os-release's ID and VERSION_ID, and the name a refusal gives.
+SUPPORTED = {
+    ("debian", "12"): "Debian 12",
+    ("debian", "13"): "Debian 13",
+    ("ubuntu", "24.04"): "Ubuntu 24.04",
+}
+SUPPORTED_TEXT = ", ".join(SUPPORTED.values())
 CONNECT_TIMEOUT = 10
 
 FACTS_SCRIPT = r"""
@@ -78,30 +85,15 @@ def parse_facts(output: str) -> Facts:
     )
 
 
-def _major(version: str) -> int | None:
-    head = version.split(".")[0]
-    return int(head) if head.isdigit() else None
-
-
 def evaluate(facts: Facts, user: str) -> list[tuple[str, str]]:
     """The reasons (problem, fix) to refuse this host; empty when it may be provisioned."""
     problems: list[tuple[str, str]] = []
-    minimum = SUPPORTED.get(facts.os_id)
-    major = _major(facts.os_version)
-    if minimum is None:
-        problems.append(
-            (
-                f"unsupported OS {facts.os_name!r} (ID={facts.os_id or 'unknown'})",
-                "use Debian 12+ or Ubuntu 22.04+",
-            )
-        )
-    elif major is None or major < minimum:
-        problems.append(
-            (
-                f"unsupported OS version {facts.os_name!r} (VERSION_ID={facts.os_version or 'unknown'})",
-                "use Debian 12+ or Ubuntu 22.04+",
-            )
-        )
+    fix = f"use one of the supported systems: {SUPPORTED_TEXT}"
+    if facts.os_id not in {os_id for os_id, _ in SUPPORTED}:
+        problems.append((f"unsupported OS {facts.os_name!r} (ID={facts.os_id or 'unknown'})", fix))
+    elif (facts.os_id, facts.os_version) not in SUPPORTED:
+        version = facts.os_version or "unknown"
+        problems.append((f"unsupported OS version {facts.os_name!r} (VERSION_ID={version})", fix))
     if not facts.python:
         problems.append(("python3 is not installed", "install it: apt-get install -y python3"))
     if facts.sudo == "no":
@@ -206,6 +198,17 @@ def gather(host: Host, known_hosts: Path | None = None) -> Facts:
     finally:
         conn.close()
     return parse_facts(result.stdout)
+
+
+def run_command(host: Host, command: str, timeout: float | None = None) -> str:
+    """A read-only command's output (as the connecting user); a connection failure is one clear line."""
+    conn = connection(host)
+    try:
+        return str(conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout).stdout)
+    except Exception as exc:  # mapped to one clear line, never a traceback
+        raise connection_error(host, exc) from exc
+    finally:
+        conn.close()
 
 
 def check_host(host: Host, known_hosts: Path | None = None) -> Facts:

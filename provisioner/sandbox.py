@@ -1,8 +1,10 @@
-"""Sandbox hosts: fresh Debian servers booted locally as systemd containers.
+"""Sandbox hosts: fresh Debian or Ubuntu servers booted locally as systemd containers.
 
 A sandbox behaves like a new cloud VM: systemd as PID 1, sshd with its own host keys, root reachable by
-key on a port published on 127.0.0.1. The base image comes from ``docker pull`` where a registry answers,
-else it is built once with debootstrap from the distro mirror and cached as a local image.
+key on a port published on 127.0.0.1. The base image of each distribution (``--os``) comes from ``docker
+pull`` where a registry answers, else it is built once with debootstrap from the distribution's mirror and
+cached as a local image. ``--cloud-init FILE`` boots an image that also has cloud-init, with the NoCloud
+datasource seeded with FILE: the server configures itself at first boot, as a cloud VM does.
 """
 
 from __future__ import annotations
@@ -30,9 +32,64 @@ from .targets import UNPINNED_SSH_OPTIONS
 LABEL = "io.provisioner.sandbox"
 RECIPE_LABEL = "io.provisioner.recipe"
 IMAGE_REPO = "provisioner/sandbox"
-RELEASES = {"bookworm": "12", "trixie": "13"}
-DEFAULT_RELEASE = "bookworm"
 PACKAGES = ["systemd", "systemd-sysv", "openssh-server", "python3", "sudo", "ca-certificates", "iproute2"]
+UBUNTU_KEYRING = "roles/buildpacks/files/usr/local/share/provisioner/keyrings/ubuntu-archive-keyring.gpg"
+
+
+@dataclass(frozen=True)
+class Distro:
+    """A distribution release a sandbox can run: where debootstrap gets it and how apt sees it."""
+
+    name: str  # what --os takes
+    family: str  # debian | ubuntu
+    release: str  # the codename (also the image tag)
+    components: str = "main"
+    # Packages minbase lacks on this family (Ubuntu's minbase has no apt; its keyring checks apt's lists).
+    extra_packages: tuple[str, ...] = ()
+    # Bookworm's debootstrap has no script for newer Ubuntu releases; gutsy's is the one they all use.
+    script: str = ""
+
+    def mirror(self) -> str:
+        if self.family == "ubuntu":
+            return os.environ.get("PROVISIONER_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
+        return os.environ.get("PROVISIONER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+    def security_mirror(self) -> str:
+        if self.family == "ubuntu":
+            return os.environ.get("PROVISIONER_UBUNTU_SECURITY_MIRROR", "http://security.ubuntu.com/ubuntu")
+        return os.environ.get("PROVISIONER_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+
+    def sources(self) -> str:
+        mirrors = {"mirror": self.mirror(), "security": self.security_mirror()}
+        return SOURCES.format(**mirrors, release=self.release, components=self.components)
+
+    def keyring(self) -> Path | None:
+        """The archive keyring debootstrap checks the release with (None: the machine's Debian one)."""
+        if self.family != "ubuntu":
+            return None
+        from . import paths
+
+        return paths.ansible_dir() / UBUNTU_KEYRING
+
+
+OSES = {
+    "debian-12": Distro("debian-12", "debian", "bookworm"),
+    "debian-13": Distro("debian-13", "debian", "trixie"),
+    "ubuntu-24.04": Distro(
+        "ubuntu-24.04",
+        "ubuntu",
+        "noble",
+        components="main universe",
+        extra_packages=("apt", "ubuntu-keyring"),
+        script="gutsy",
+    ),
+}
+DEFAULT_OS = "debian-12"
+# The variant of an image booted with --cloud-init: the distribution's cloud-init, told to look for the
+# NoCloud seed only (a cloud VM's image has it configured for its provider).
+CLOUD_INIT_SUFFIX = "-cloud-init"
+CLOUD_INIT_CFG = ("datasource_list: [NoCloud, None]", "locale: C.UTF-8")
+SEED_DIR = "var/lib/cloud/seed/nocloud"
 NAME_RE_TEXT = r"^[a-z][a-z0-9-]{0,30}$"
 KEY_NAME = "sandbox_ed25519"
 
@@ -51,9 +108,9 @@ ExecStart=/usr/bin/ssh-keygen -A
 WantedBy=multi-user.target
 """
 SOURCES = """\
-deb {mirror} {release} main
-deb {mirror} {release}-updates main
-deb {security} {release}-security main
+deb {mirror} {release} {components}
+deb {mirror} {release}-updates {components}
+deb {security} {release}-security {components}
 """
 # Shell run in the rootfs (chroot) or in a Dockerfile RUN: the same steps for both image sources.
 CUSTOMIZE = """\
@@ -88,6 +145,7 @@ class Sandbox:
     https_port: int
     identity: str
     image: str
+    os: str = DEFAULT_OS
 
     @property
     def ssh(self) -> str:
@@ -108,6 +166,7 @@ class Sandbox:
             "identity": self.identity,
             "http": self.http,
             "https": self.https,
+            "os": self.os,
         }
 
 
@@ -119,12 +178,29 @@ def volume_name(name: str) -> str:
     return f"provisioner-{name}-docker"
 
 
-def image_tag(release: str) -> str:
-    return f"{IMAGE_REPO}:{release}"
+def containerd_volume_name(name: str) -> str:
+    return f"provisioner-{name}-containerd"
 
 
-def recipe_hash(release: str, mirror: str) -> str:
-    text = "\n".join([release, mirror, *PACKAGES, KEYGEN_UNIT, SOURCES, CUSTOMIZE, DOCKERFILE])
+def volumes(name: str) -> dict[str, str]:
+    """The sandbox's disks, as a VM has them: the engines' overlay file systems cannot live on the
+    container's own (overlay) root. Docker 29 (Ubuntu 24.04) keeps images in containerd's store."""
+    return {volume_name(name): "/var/lib/docker", containerd_volume_name(name): "/var/lib/containerd"}
+
+
+def distro(os_name: str) -> Distro:
+    try:
+        return OSES[os_name]
+    except KeyError:
+        raise UsageError(f"unknown --os {os_name!r}: choose one of {', '.join(OSES)}") from None
+
+
+def image_tag(os_name: str, cloud_init: bool = False) -> str:
+    return f"{IMAGE_REPO}:{distro(os_name).release}{CLOUD_INIT_SUFFIX if cloud_init else ''}"
+
+
+def recipe_hash(dist: Distro) -> str:
+    text = "\n".join([repr(dist), dist.mirror(), *PACKAGES, KEYGEN_UNIT, SOURCES, CUSTOMIZE, DOCKERFILE])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -135,14 +211,6 @@ def validate_name(name: str) -> str:
             "use 1-31 lowercase letters, digits and '-', starting with a letter"
         )
     return name
-
-
-def mirror() -> str:
-    return os.environ.get("PROVISIONER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-
-
-def security_mirror() -> str:
-    return os.environ.get("PROVISIONER_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 
 
 # --- keys -------------------------------------------------------------------------------------------
@@ -206,62 +274,96 @@ def _lock(name: str) -> Iterator[None]:
 
 
 def ensure_base_image(
-    cli: Any, release: str = DEFAULT_RELEASE, say: Callable[[str], None] = lambda _msg: None
+    cli: Any,
+    os_name: str = DEFAULT_OS,
+    say: Callable[[str], None] = lambda _msg: None,
+    *,
+    cloud_init: bool = False,
 ) -> str:
-    """The sandbox base image for a release: reused when its recipe matches, else built."""
+    """The sandbox base image of a distribution: reused when its recipe matches, else built. With
+    cloud_init, its variant with cloud-init installed (built on top of the base image)."""
     import docker.errors
 
-    if release not in RELEASES:
-        raise UsageError(f"unknown release {release!r}: choose one of {', '.join(RELEASES)}")
-    tag = image_tag(release)
-    want = recipe_hash(release, mirror())
-    with _lock("base-image"):
+    dist = distro(os_name)
+    base = image_tag(os_name)
+    want = recipe_hash(dist)
+    tag = image_tag(os_name, cloud_init)
+    if cloud_init:
+        want = hashlib.sha256((want + CLOUD_INIT_DOCKERFILE).encode()).hexdigest()[:16]
+    with _lock(f"image-{tag.partition(':')[2]}"):
         try:
             image = cli.images.get(tag)
             if image.labels.get(RECIPE_LABEL) == want:
                 return str(tag)
-            say(f"base image {tag} is from an older recipe: rebuilding")
+            say(f"sandbox image {tag} is from an older recipe: rebuilding")
         except docker.errors.ImageNotFound:
             pass
         started = time.monotonic()
-        if not _build_from_pull(cli, release, tag, want, say):
-            _build_with_debootstrap(cli, release, tag, want, say)
-        say(f"base image {tag} ready in {time.monotonic() - started:.0f} s")
+        if cloud_init:
+            base = ensure_base_image(cli, os_name, say)
+            say(f"building {tag}: {base} with cloud-init (once)")
+            _build(cli, CLOUD_INIT_DOCKERFILE.format(base=base), {}, tag, want)
+        elif not _build_from_pull(cli, dist, tag, want, say):
+            _build_with_debootstrap(cli, dist, tag, want, say)
+        say(f"sandbox image {tag} ready in {time.monotonic() - started:.0f} s")
     return tag
 
 
-def _build_from_pull(cli: Any, release: str, tag: str, want: str, say: Callable[[str], None]) -> bool:
-    """Build from ``debian:RELEASE`` when a registry answers; False when none does."""
-    import docker.errors
+# The cloud-init variant of a base image: Debian's or Ubuntu's own cloud-init package, looking for the
+# NoCloud seed only, and locales with C.UTF-8 as the system's locale (cloud-init's locale module runs
+# update-locale; a minbase system has no other locale generated).
+CLOUD_INIT_DOCKERFILE = f"""\
+FROM {{base}}
+RUN apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init locales >/dev/null \\
+ && printf '%s\\n' {" ".join(repr(line) for line in CLOUD_INIT_CFG)} \\
+    > /etc/cloud/cloud.cfg.d/90-provisioner-sandbox.cfg \\
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+"""
 
-    if os.environ.get("PROVISIONER_SANDBOX_SOURCE", "auto") == "debootstrap":
-        return False
-    try:
-        cli.images.pull("debian", tag=release)
-    except docker.errors.DockerException:
-        say("no container registry answers: building the base image with debootstrap")
-        return False
-    say(f"building {tag} from debian:{release}")
-    context = io.BytesIO()
+
+def _build(cli: Any, dockerfile: str, files: dict[str, str], tag: str, want: str) -> None:
+    """docker build of a Dockerfile and its files (no registry needed when FROM names a local image)."""
     import tarfile
 
+    import docker.errors
+
+    context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        files = {
-            "Dockerfile": DOCKERFILE.format(base=f"debian:{release}", packages=" ".join(PACKAGES)),
-            "sandbox-ssh-keygen.service": KEYGEN_UNIT,
-            "customize.sh": CUSTOMIZE,
-        }
-        for fname, text in files.items():
+        for fname, text in {"Dockerfile": dockerfile, **files}.items():
             data = text.encode()
             info = tarfile.TarInfo(fname)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
-    cli.images.build(fileobj=context, custom_context=True, tag=tag, labels={RECIPE_LABEL: want}, rm=True)
+    try:
+        cli.images.build(
+            fileobj=context, custom_context=True, tag=tag, labels={RECIPE_LABEL: want}, rm=True, pull=False
+        )
+    except docker.errors.BuildError as exc:
+        last = [str(line.get("stream", "")).strip() for line in exc.build_log if line.get("stream")][-1:]
+        raise ProvisionerError(f"building {tag} failed: {exc.msg} {' '.join(last)}".strip()) from None
+
+
+def _build_from_pull(cli: Any, dist: Distro, tag: str, want: str, say: Callable[[str], None]) -> bool:
+    """Build from the distribution's official image when a registry answers; False when none does."""
+    import docker.errors
+
+    if os.environ.get("PROVISIONER_SANDBOX_SOURCE", "auto") == "debootstrap":
+        return False
+    try:
+        cli.images.pull(dist.family, tag=dist.release)
+    except docker.errors.DockerException:
+        say("no container registry answers: building the base image with debootstrap")
+        return False
+    say(f"building {tag} from {dist.family}:{dist.release}")
+    packages = " ".join([*PACKAGES, *dist.extra_packages])
+    files = {"sandbox-ssh-keygen.service": KEYGEN_UNIT, "customize.sh": CUSTOMIZE}
+    _build(cli, DOCKERFILE.format(base=f"{dist.family}:{dist.release}", packages=packages), files, tag, want)
     return True
 
 
-def _build_with_debootstrap(cli: Any, release: str, tag: str, want: str, say: Callable[[str], None]) -> None:
+def _build_with_debootstrap(cli: Any, dist: Distro, tag: str, want: str, say: Callable[[str], None]) -> None:
     debootstrap = shutil.which("debootstrap") or (
         "/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None
     )
@@ -276,29 +378,24 @@ def _build_with_debootstrap(cli: Any, release: str, tag: str, want: str, say: Ca
         )
     workdir = Path(tempfile.mkdtemp(prefix="provisioner-rootfs-", dir="/var/tmp"))
     rootfs = workdir / "rootfs"
+    argv = [debootstrap, "--variant=minbase", f"--include={','.join([*PACKAGES, *dist.extra_packages])}"]
+    if dist.components != "main":
+        argv.append(f"--components={dist.components.replace(' ', ',')}")
+    keyring = dist.keyring()
+    if keyring is not None:
+        argv.append(f"--keyring={keyring}")  # Ubuntu's archive key, shipped with the buildpacks role
+    argv += [dist.release, str(rootfs), dist.mirror()]
+    if dist.script:
+        script = Path("/usr/share/debootstrap/scripts") / dist.script
+        argv.append(str(script))
     try:
-        say(f"debootstrap {release} from {mirror()} (about a minute, once)")
-        proc = subprocess.run(
-            [
-                debootstrap,
-                "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
-                release,
-                str(rootfs),
-                mirror(),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        say(f"debootstrap {dist.release} from {dist.mirror()} (about a minute, once)")
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise ProvisionerError(
-                f"debootstrap failed: {tail[0]}", fix="check the mirror (PROVISIONER_DEBIAN_MIRROR)"
-            )
-        (rootfs / "etc/apt/sources.list").write_text(
-            SOURCES.format(mirror=mirror(), security=security_mirror(), release=release)
-        )
+            env = "PROVISIONER_UBUNTU_MIRROR" if dist.family == "ubuntu" else "PROVISIONER_DEBIAN_MIRROR"
+            raise ProvisionerError(f"debootstrap failed: {tail[0]}", fix=f"check the mirror ({env})")
+        (rootfs / "etc/apt/sources.list").write_text(dist.sources())
         (rootfs / "etc/systemd/system/sandbox-ssh-keygen.service").write_text(KEYGEN_UNIT)
         subprocess.run(["chroot", str(rootfs), "sh", "-c", CUSTOMIZE], check=True, capture_output=True)
         say(f"importing {tag}")
@@ -331,6 +428,7 @@ def _from_container(container: Any) -> Sandbox:
         https_port=int(labels.get(f"{LABEL}.https-port", 0)),
         identity=labels.get(f"{LABEL}.identity", ""),
         image=labels.get(f"{LABEL}.image", ""),
+        os=labels.get(f"{LABEL}.os", DEFAULT_OS),
     )
 
 
@@ -353,18 +451,66 @@ def get(name: str, cli: Any | None = None) -> Sandbox:
     return _from_container(container)
 
 
+def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A tar of files (path: (content, mode)) owned by root, with their parent directories (0700 for
+    .ssh)."""
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        dirs: set[str] = set()
+        for path in files:
+            parts = path.split("/")[:-1]
+            dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+        for d in sorted(dirs):
+            info = tarfile.TarInfo(d)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o700 if d.endswith(".ssh") else 0o755
+            tar.addfile(info)
+        for path, (data, mode) in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def seed_files(name: str, user_data: bytes) -> dict[str, tuple[bytes, int]]:
+    """The NoCloud seed of a sandbox: its user-data as given, and meta-data naming the instance."""
+    meta = f"instance-id: {name}-{time.time_ns()}\nlocal-hostname: {name}\n".encode()
+    return {f"{SEED_DIR}/user-data": (user_data, 0o600), f"{SEED_DIR}/meta-data": (meta, 0o600)}
+
+
+def read_user_data(file: str) -> bytes:
+    """A --cloud-init file: readable, and user-data cloud-init knows (cloud-config, a script, a MIME
+    multipart or gzip); checked here so that a typo is one line, not a sandbox that silently boots bare."""
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--cloud-init file {file!r} cannot be read: {exc.strerror or exc}") from None
+    heads = (b"#cloud-config", b"#!", b"Content-Type:", b"MIME-Version:", b"#include", b"\x1f\x8b")
+    if not data.lstrip().startswith(heads):
+        raise UsageError(
+            f"--cloud-init file {file!r} is not user-data",
+            fix="start it with '#cloud-config' (see 'provisioner cloud-init')",
+        )
+    return data
+
+
 def create(
     name: str,
     *,
-    release: str = DEFAULT_RELEASE,
+    os_name: str = DEFAULT_OS,
+    cloud_init: bytes | None = None,
     cli: Any | None = None,
     say: Callable[[str], None] = lambda _msg: None,
     timeout: float = 90,
 ) -> Sandbox:
-    """Boot a fresh sandbox host and wait until its sshd accepts the controller's key."""
+    """Boot a fresh sandbox host and wait until its sshd accepts the controller's key. With cloud_init
+    (user-data), the image has cloud-init and the NoCloud seed is that user-data: it runs at first boot."""
     import docker.errors
 
     validate_name(name)
+    distro(os_name)
     cli = cli or client()
     cname = container_name(name)
     try:
@@ -375,12 +521,13 @@ def create(
         raise UsageError(
             f"sandbox {name!r} already exists", fix=f"'provisioner sandbox destroy {name}' first"
         )
-    image = ensure_base_image(cli, release, say)
+    image = ensure_base_image(cli, os_name, say, cloud_init=cloud_init is not None)
     key = ensure_key()
     # A leftover engine volume from an earlier sandbox of this name would not be a fresh server.
-    with contextlib.suppress(docker.errors.NotFound):
-        cli.volumes.get(volume_name(name)).remove(force=True)
-    cli.volumes.create(volume_name(name), labels={LABEL: name})
+    for volume in volumes(name):
+        with contextlib.suppress(docker.errors.NotFound):
+            cli.volumes.get(volume).remove(force=True)
+        cli.volumes.create(volume, labels={LABEL: name})
     ports = {"ssh": free_port(), "http": free_port(), "https": free_port()}
     labels = {
         LABEL: name,
@@ -389,39 +536,45 @@ def create(
         f"{LABEL}.https-port": str(ports["https"]),
         f"{LABEL}.identity": str(key),
         f"{LABEL}.image": image,
+        f"{LABEL}.os": os_name,
     }
-    say(f"booting {cname}")
-    container = cli.containers.run(
-        image,
-        command="/sbin/init",
-        name=cname,
-        hostname=name,
-        detach=True,
-        labels=labels,
+    say(f"booting {cname} ({os_name}{', cloud-init' if cloud_init is not None else ''})")
+    port_map = {22: ports["ssh"], 80: ports["http"], 443: ports["https"]}
+    host_config = cli.api.create_host_config(
         cap_add=["ALL"],
         cap_drop=["SYS_RESOURCE"],
         security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         cgroupns="host",
-        volumes={
+        binds={
             "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-            volume_name(name): {"bind": "/var/lib/docker", "mode": "rw"},
+            **{volume: {"bind": path, "mode": "rw"} for volume, path in volumes(name).items()},
         },
         tmpfs={"/run": "", "/run/lock": ""},
-        ports={
-            "22/tcp": ("127.0.0.1", ports["ssh"]),
-            "80/tcp": ("127.0.0.1", ports["http"]),
-            "443/tcp": ("127.0.0.1", ports["https"]),
-        },
+        port_bindings={f"{inner}/tcp": ("127.0.0.1", outer) for inner, outer in port_map.items()},
+    )
+    # What `docker run --security-opt systempaths=unconfined` sends: a writable /proc/sys, as on a VM
+    # (Docker 26+ sets sysctls in its containers' network namespaces and refuses to start them if it can't).
+    host_config.update(MaskedPaths=[], ReadonlyPaths=[])
+    created = cli.api.create_container(
+        image,
+        command="/sbin/init",
+        name=cname,
+        hostname=name,
+        labels=labels,
         environment={"container": "docker"},
+        ports=[(inner, "tcp") for inner in port_map],
+        host_config=host_config,
         stop_signal="SIGRTMIN+3",
     )
-    pub = public_key(key)
-    script = 'umask 077; mkdir -p /root/.ssh && printf "%s\\n" "$1" > /root/.ssh/authorized_keys'
-    code, out = container.exec_run(["sh", "-c", script, "sh", pub])
-    if code != 0:
-        raise ProvisionerError(
-            f"sandbox {name}: installing the SSH key failed: {out.decode(errors='replace')}"
-        )
+    container = cli.containers.get(created["Id"])
+    # Before the first boot, as a cloud would: root's key (how the controller reaches a sandbox) and the
+    # NoCloud seed.
+    files = {"root/.ssh/authorized_keys": ((public_key(key) + "\n").encode(), 0o600)}
+    if cloud_init is not None:
+        files.update(seed_files(name, cloud_init))
+    if not container.put_archive("/", _tar(files)):
+        raise ProvisionerError(f"sandbox {name}: writing the SSH key and seed into the container failed")
+    container.start()
     _wait_for_ssh(container, ports["ssh"], timeout)
     container.reload()
     return _from_container(container)
@@ -473,11 +626,12 @@ def destroy(name: str, cli: Any | None = None) -> bool:
         removed = True
     except docker.errors.NotFound:
         pass
-    try:
-        cli.volumes.get(volume_name(name)).remove(force=True)
-        removed = True
-    except docker.errors.NotFound:
-        pass
+    for volume in volumes(name):
+        try:
+            cli.volumes.get(volume).remove(force=True)
+            removed = True
+        except docker.errors.NotFound:
+            pass
     return removed
 
 

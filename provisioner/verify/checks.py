@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from provisioner import cluster
+from provisioner import cloudinit, cluster
 from provisioner.hostcmd import services, tls
 from provisioner.hostcmd.keys import FORCED
 from provisioner.hostcmd.settings import CONFIG_DIR, PROGRAM, Settings
@@ -24,6 +24,7 @@ FIREWALL_TABLE = "inet provisioner_firewall"
 SECURITY_JSON = CONFIG_DIR / "security.json"  # written by the security role: what it was asked for
 
 TITLES = {
+    "first_boot": "first-boot provisioning finished (cloud-init --mode self)",
     "docker_running": "docker running and enabled",
     "nginx_running": "nginx running and enabled",
     "sshd_running": "sshd running and enabled",
@@ -171,6 +172,17 @@ def status_code(host: Any, host_header: str, path: str = "/", address: str = "12
         path,
     )
     return str(cmd.stdout.strip() or "no answer")
+
+
+def test_first_boot(host: Any) -> None:
+    """A VM that provisions itself (`provisioner cloud-init --mode self`): its first boot finished."""
+    status = host.file(cloudinit.STATUS_FILE)
+    if not status.exists:
+        pytest.skip("not provisioned at first boot")
+    data = json.loads(status.content_string)
+    state, step = data.get("state", "unknown"), data.get("step", "")
+    why = f": {data['error']}" if data.get("error") else ""
+    assert state == "done", f"first boot {state} at {step!r}{why} (see {cloudinit.FIRSTBOOT_LOG} there)"
 
 
 def test_docker_running(host: Any) -> None:

@@ -89,7 +89,7 @@ class Boxes:
         if os.environ.get("PROVISIONER_KEEP_SANDBOXES"):
             return  # for debugging a failed run: `provisioner sandbox ssh e2e-root`
         containers = [sandbox.container_name(n) for n in self.names]
-        volumes = [sandbox.volume_name(n) for n in self.names]
+        volumes = [v for n in self.names for v in sandbox.volumes(n)]
         if not containers:
             return
         script = f"docker rm -f -v {shlex.join(containers)}; docker volume rm -f {shlex.join(volumes)}"

@@ -16,7 +16,7 @@ def test_create_ssh_destroy(cli, docker_client, base_image):
     try:
         assert created.rc == 0, created.stderr
         info = created.json()
-        assert set(info) == {"name", "ssh", "identity", "http", "https"}
+        assert set(info) == {"name", "ssh", "identity", "http", "https", "os"} and info["os"] == "debian-12"
         assert info["name"] == name and info["ssh"].startswith("root@127.0.0.1:")
         assert info["http"].startswith("http://127.0.0.1:")
         assert info["https"].startswith("https://127.0.0.1:") and info["https"] != info["http"]

@@ -137,9 +137,5 @@ def test_vagrant_up_verify_push_provision_destroy(vagrant_env, tmp_path):
         ).returncode
         != 0
     )
-    assert (
-        subprocess.run(
-            ["docker", "volume", "inspect", "provisioner-vagrant-mini-docker"], capture_output=True
-        ).returncode
-        != 0
-    )
+    for volume in ("provisioner-vagrant-mini-docker", "provisioner-vagrant-mini-containerd"):
+        assert subprocess.run(["docker", "volume", "inspect", volume], capture_output=True).returncode != 0

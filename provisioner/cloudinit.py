@@ -12,6 +12,7 @@ Two modes:
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import importlib.metadata
@@ -20,6 +21,7 @@ import json
 import re
 import tarfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -135,7 +137,8 @@ def self_provision(
     bundle_sha256: str,
 ) -> str:
     """User-data with which the VM provisions itself at first boot (see the module's docstring)."""
-    if not re.fullmatch(r"https?://[^\s'\"\\]+", bundle_url):
+    parsed = urllib.parse.urlsplit(bundle_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or re.search(r"[\s'\"\\]", bundle_url):
         raise UsageError(f"invalid --bundle-url {bundle_url!r}: expected an http:// or https:// URL")
     keys = list(keys)
     certs = [item["content"].strip() for item in variables.get("base_ca_certificates", [])]
@@ -152,7 +155,12 @@ def self_provision(
             "permissions": "0600",
             "content": json.dumps(dict(variables), sort_keys=True) + "\n",
         },
-        {"path": f"{STATE_DIR}/firstboot.py", "permissions": "0700", "content": FIRSTBOOT.read_text()},
+        {  # compressed: the user-data stays well under the limit, room for the user's CAs
+            "path": f"{STATE_DIR}/firstboot.py",
+            "permissions": "0700",
+            "encoding": "gz+b64",
+            "content": base64.b64encode(gzip.compress(FIRSTBOOT.read_bytes(), mtime=0)).decode(),
+        },
     ]
     doc: dict[str, Any] = {"users": ["default", admin_user(user, keys)]}
     if certs:  # before anything is fetched over HTTPS (e.g. through a TLS-intercepting proxy)

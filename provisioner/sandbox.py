@@ -315,7 +315,8 @@ def ensure_base_image(
 CLOUD_INIT_DOCKERFILE = f"""\
 FROM {{base}}
 RUN apt-get update -qq \\
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init locales >/dev/null \\
+ && DEBIAN_FRONTEND=noninteractive \\
+    apt-get install -y -qq --no-install-recommends cloud-init locales >/dev/null \\
  && printf '%s\\n' {" ".join(repr(line) for line in CLOUD_INIT_CFG)} \\
     > /etc/cloud/cloud.cfg.d/90-provisioner-sandbox.cfg \\
  && apt-get clean && rm -rf /var/lib/apt/lists/*

@@ -206,12 +206,12 @@ def provisioned(boxes, test_ca, pebble) -> Provisioned:
 class Deployer:
     """A developer's machine: git repositories of apps, pushed to the deploy user over SSH."""
 
-    def __init__(self, box, workdir: Path, user: str = "deploy") -> None:
+    def __init__(self, box, workdir: Path, user: str = "deploy", identity: str | None = None) -> None:
         self.box = box
         self.workdir = workdir
         self.user = user
         ssh = (
-            f"ssh -i {box.identity} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            f"ssh -i {identity or box.identity} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
             "-o LogLevel=ERROR -o BatchMode=yes"
         )
         self.env = {"GIT_SSH_COMMAND": ssh, "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(workdir)}

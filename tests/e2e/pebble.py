@@ -11,6 +11,7 @@ start (`root_pem`).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -149,7 +150,9 @@ class Pebble:
 def gateway(client: object) -> str:
     """The address the sandboxes reach this machine at (Docker's default bridge)."""
     network = client.networks.get("bridge")  # type: ignore[attr-defined]
-    return str(network.attrs["IPAM"]["Config"][0]["Gateway"])
+    config = network.attrs["IPAM"]["Config"][0]
+    # An engine that picked its bridge's subnet itself may not list the gateway: docker0 is its first address.
+    return str(config.get("Gateway") or ipaddress.ip_network(config["Subnet"])[1])
 
 
 def started(directory: Path, client: object) -> Pebble:

@@ -83,14 +83,19 @@ def test_an_unsupported_version_of_a_supported_distribution(cli, raw_box):
     root_exec(
         raw_box,
         "cp /etc/os-release /root/os-release.orig && "
-        "printf 'ID=ubuntu\nVERSION_ID=\"20.04\"\nPRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\n' > /etc/os-release",
+        'printf \'ID=ubuntu\nVERSION_ID="20.04"\nPRETTY_NAME="Ubuntu 20.04.6 LTS"\n\' > /etc/os-release',
     )
     try:
         result = cli("up", raw_box.name)
     finally:
         root_exec(raw_box, "cp /root/os-release.orig /etc/os-release")
     assert_one_clear_line(
-        result, raw_box.name, "unsupported OS version", "Ubuntu 20.04.6 LTS", "VERSION_ID=20.04", "Ubuntu 24.04"
+        result,
+        raw_box.name,
+        "unsupported OS version",
+        "Ubuntu 20.04.6 LTS",
+        "VERSION_ID=20.04",
+        "Ubuntu 24.04",
     )
     assert_untouched(raw_box)
 

@@ -130,11 +130,11 @@ def public_key(file: str) -> str:
     try:
         lines = [ln.strip() for ln in Path(file).expanduser().read_text().splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError):
-        raise UsageError(f"deploy key {file!r} cannot be read") from None
+        raise UsageError(f"public key file {file!r} cannot be read") from None
     try:  # the host's own rule (hostcmd/keys.py), checked here first: a bad key never costs a run
         host_keys.parse_key("\n".join(lines), "up")
     except host_keys.KeyError_ as exc:
-        raise UsageError(f"deploy key {file!r}: {exc}") from None
+        raise UsageError(f"public key file {file!r}: {exc}") from None
     return lines[0]
 
 

@@ -310,13 +310,14 @@ def ensure_base_image(
 
 
 # The cloud-init variant of a base image: Debian's or Ubuntu's own cloud-init package, looking for the
-# NoCloud seed only, and locales with C.UTF-8 as the system's locale (cloud-init's locale module runs
-# update-locale; a minbase system has no other locale generated).
+# NoCloud seed only, and what cloud images have besides: locales, with C.UTF-8 as the system's locale
+# (cloud-init's locale module runs update-locale; minbase has no other locale generated), and lsb-release
+# (Ubuntu's cloud-init writes apt's sources for the release lsb_release names).
 CLOUD_INIT_DOCKERFILE = f"""\
 FROM {{base}}
 RUN apt-get update -qq \\
  && DEBIAN_FRONTEND=noninteractive \\
-    apt-get install -y -qq --no-install-recommends cloud-init locales >/dev/null \\
+    apt-get install -y -qq --no-install-recommends cloud-init locales lsb-release >/dev/null \\
  && printf '%s\\n' {" ".join(repr(line) for line in CLOUD_INIT_CFG)} \\
     > /etc/cloud/cloud.cfg.d/90-provisioner-sandbox.cfg \\
  && apt-get clean && rm -rf /var/lib/apt/lists/*

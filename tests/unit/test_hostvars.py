@@ -83,11 +83,15 @@ def test_ansible_vars_are_what_up_passes(tmp_path):
     line = ed25519_line("me")
     pub = tmp_path / "k.pub"
     pub.write_text(line + "\n")
-    data = api.ansible_vars("192.168.56.10", deploy_keys=[str(pub)])
+    data = api.ansible_vars("192.168.56.10", api.UpOptions(deploy_keys=[str(pub)]))
     assert data["provisioner_domain"] == "192.168.56.10.sslip.io"
     assert data["receiver_authorized_keys"] == [line]
     assert Path(data["receiver_program_archive"]).is_file()
-    assert api.ansible_vars("10.0.0.1", domain="apps.example.com")["provisioner_domain"] == "apps.example.com"
+    options = api.UpOptions(domain="apps.example.com", deploy_keys=[str(pub)], extra_vars=["docker_x=1"])
+    assert api.ansible_vars("10.0.0.1", options)["provisioner_domain"] == "apps.example.com"
+    assert api.ansible_vars("10.0.0.1", options)["docker_x"] == "1"
+    # no address and no --domain (a VM configuring itself): the host works its domain out itself
+    assert "provisioner_domain" not in api.ansible_vars(None, api.UpOptions(deploy_keys=[str(pub)]))
 
 
 @pytest.mark.parametrize(

@@ -105,18 +105,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{name}: {text}")
 
 
-# With pytest-xdist (scripts/test.sh: -n 2), three chunks of work, each run in order on one worker: the
+# With pytest-xdist (scripts/test.sh: -n 2), four chunks of work, each run in order on one worker: the
 # end-to-end modules that share the session's provisioned hosts; those with hosts of their own (a
-# cluster, interrupted provisioning, Vagrant); and the unit tests and linters. The first worker to be free
-# takes the next chunk. Their sandboxes have distinct names (raw_box's carries the worker's id).
+# cluster, interrupted provisioning, Vagrant); the cloud VMs of every distribution; and the unit tests and
+# linters. xdist hands them out biggest (most tests) first, the next to the first worker free. Their
+# sandboxes have distinct names (raw_box's carries the worker's id).
 OWN_HOSTS = ("test_swarm.py", "test_interrupt.py", "test_vagrant.py")
 
 
 def work_chunk(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
+    module = path.rsplit("/", 1)[-1]
     if not path.startswith("tests/e2e/"):
         return "unit-and-lint"
-    return "own-hosts" if path.rsplit("/", 1)[-1] in OWN_HOSTS else "shared-hosts"
+    if module == "test_distros.py":
+        return "distros"
+    return "own-hosts" if module in OWN_HOSTS else "shared-hosts"
 
 
 @pytest.hookimpl(optionalhook=True)

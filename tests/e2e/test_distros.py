@@ -220,8 +220,12 @@ def test_a_push_deploys_the_sample_python_app_on_every_distribution(prepared, us
 
 def test_verify_passes_and_a_second_up_changes_nothing(cli, prepared, user_key, tmp_path):
     targets = [vm.target for vm in prepared.vms.values()]
-    checked = cli("verify", *targets, "-i", str(user_key), "--json", *local_ca_args(), timeout=600)
+    report = tmp_path / "verify.json"
+    checked = cli(
+        "verify", *targets, "-i", str(user_key), "--json", str(report), *local_ca_args(), timeout=600
+    )
     assert checked.rc == 0, checked.stdout + checked.stderr
+    assert json.loads(report.read_text())["ok"] is True
     again = cli(
         "up", *targets, "-i", str(user_key), "--domain", DOMAIN, *local_ca_args(), "--json", "--no-verify"
     )
@@ -255,12 +259,15 @@ def self_done(self_vm, prepared) -> sandbox.Sandbox:
     return self_vm
 
 
-def test_self_provisions_at_first_boot_and_verify_says_so(cli, self_done):
+def test_self_provisions_at_first_boot_and_verify_says_so(cli, self_done, tmp_path):
     status = json.loads(root_exec(self_done, "cat /var/lib/provisioner/cloud-init/status.json"))
     assert status["state"] == "done", status
-    checked = cli("verify", self_done.name, "--json", *local_ca_args(), timeout=600)
+    report = tmp_path / "verify.json"
+    checked = cli("verify", self_done.name, "--json", str(report), *local_ca_args(), timeout=600)
     assert checked.rc == 0, checked.stdout + checked.stderr
-    results = {c["check"]: c["outcome"] for c in checked.json()["hosts"][self_done.name]["checks"]}
+    results = {
+        c["check"]: c["outcome"] for c in json.loads(report.read_text())["hosts"][self_done.name]["checks"]
+    }
     assert results["first_boot"] == "passed", results
 
 

@@ -9,9 +9,9 @@ the host side: never a host path, so no /, /etc or the Docker socket.
 The deploy user cannot make a directory owned by another user, and must not be able to reach the files an
 app keeps (a process running as root in a container could leave a setuid program there): STORAGE_DIR is
 root's only (0700). Directories are made by `provisioner-storage` (`helper` below), run as root through one
-sudo rule (`create *`, `purge *`). It trusts nothing it is given: it checks every argument again, opens
-each directory from / without following a symlink, each root-owned and writable by root only, and makes
-or removes only STORAGE_DIR/APP/NAME and STORAGE_DIR/APP.
+sudo rule (`create *`, `purge *`, `rename *`). It trusts nothing it is given: it checks every argument
+again, opens each directory from / without following a symlink, each root-owned and writable by root
+only, and makes, removes or renames only STORAGE_DIR/APP/NAME and STORAGE_DIR/APP.
 """
 
 from __future__ import annotations
@@ -153,9 +153,14 @@ def purge(settings: Settings, app: str) -> bool:
     return run_helper(settings, "purge", names.app(app)) == "removed"
 
 
+def rename(settings: Settings, old: str, new: str) -> bool:
+    """apps:rename: STORAGE_DIR/OLD becomes STORAGE_DIR/NEW; False when OLD had none."""
+    return run_helper(settings, "rename", names.app(old), names.app(new)) == "renamed"
+
+
 # --- provisioner-storage: the root helper ------------------------------------------------------------------
 
-HELPER_USAGE = "usage: provisioner-storage create APP UID GID NAME... | purge APP"
+HELPER_USAGE = "usage: provisioner-storage create APP UID GID NAME... | purge APP | rename APP NEW"
 NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -250,6 +255,26 @@ def remove(root: str, app: str) -> bool:
         os.close(root_fd)
 
 
+def move(root: str, app: str, new: str) -> bool:
+    """ROOT/APP becomes ROOT/NEW (never over an existing NEW); False when there is no ROOT/APP."""
+    root_fd = open_root(root)
+    try:
+        try:
+            info = os.stat(app, dir_fd=root_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(info.st_mode):
+            raise StorageError(f"{root}/{app} is not a directory: refusing to rename it")
+        with contextlib.suppress(FileNotFoundError):
+            os.stat(new, dir_fd=root_fd, follow_symlinks=False)
+            raise StorageError(f"{root}/{new} exists already: refusing to rename {app} over it")
+        os.rename(app, new, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+        os.fsync(root_fd)
+        return True
+    finally:
+        os.close(root_fd)
+
+
 def _id(text: str) -> int:
     if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= ID_MAX):
         raise StorageError(f"invalid uid or gid {text[:20]!r}")
@@ -267,6 +292,8 @@ def helper(argv: list[str], root: str) -> int:
             print(f"made {' '.join(made)}" if made else "present")
         elif len(argv) == 2 and argv[0] == "purge":
             print("removed" if remove(root, names.app(argv[1])) else "absent")
+        elif len(argv) == 3 and argv[0] == "rename":
+            print("renamed" if move(root, names.app(argv[1]), names.app(argv[2])) else "absent")
         else:
             print(f"provisioner-storage: {HELPER_USAGE}", file=sys.stderr)
             return 2

@@ -4,6 +4,7 @@ keeps the storage unless --purge-storage."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import time
@@ -112,6 +113,40 @@ def test_run_a_migration_like_command_with_the_apps_storage_config_and_exit_code
     logged = root_exec(mounted, f"cat /var/lib/provisioner/apps/{APP}/runs.log")
     assert "no-such-command --now" in logged and "0042" not in logged, logged  # the command, not config
     assert "notes one uid=1000:1000 notes=first,second,third" in body(mounted)  # the app kept serving
+
+
+def test_apps_rename_moves_everything_and_only_the_new_name_answers(mounted, dev):
+    """apps:rename (Dokku's): the repository, config, releases, domains and storage follow the app; it
+    answers under the new name only, its old name 404; its releases still roll back; renamed back after."""
+    ok(dev.ssh("domains:add", APP, "notes.rename.example"))
+    releases = ok(dev.ssh("releases", APP))
+    refused = dev.ssh("apps:rename", APP, "py")  # an app of that name exists (test_deploy's)
+    assert refused.returncode == 1 and "exists already" in refused.stderr, refused
+    for hostile in ("../etc", "Journal", "a;id", "x" * 64):
+        bad = dev.ssh("apps:rename", APP, hostile)
+        assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad
+    said = ok(dev.ssh("apps:rename", APP, "journal"))
+    assert "renamed notes to journal" in said, said
+    assert get(mounted, app_host(APP))[0] == 404
+    status, answer = get(mounted, app_host("journal"))
+    assert status == 200 and "notes=first,second,third" in answer, answer
+    assert "notes=first,second,third" in get(mounted, "notes.rename.example")[1]
+    assert ok(dev.ssh("config:get", "journal", "SCHEMA")).strip() == "0042"
+    assert ok(dev.ssh("storage", "journal")).startswith(f"data:/srv/data  ({STORAGE}/journal/data)")
+    assert on_host(mounted, f"{STORAGE}/journal/data/notes.txt") == "first\nsecond\nthird\n"
+    assert not on_host(mounted, f"{STORAGE}/{APP}")
+    listed = ok(dev.ssh("apps:list")).split()
+    assert "journal" in listed and APP not in listed
+    assert len(ok(dev.ssh("releases", "journal")).splitlines()) == len(releases.splitlines())
+    second = next(ln for ln in releases.splitlines() if "deploy" in ln).split()[0]  # the latest push
+    ok(dev.ssh("rollback", "journal", second))  # an image of before the rename, under the new name
+    assert "notes two" in get(mounted, app_host("journal"))[1]
+    names = root_exec(mounted, "docker ps --format '{{.Names}}' && docker images --format '{{.Repository}}'")
+    assert f"provisioner-app/{APP}\n" not in names + "\n" and not re.search(rf"^{APP}\.", names, re.M), names
+    ok(dev.ssh("apps:rename", "journal", APP))
+    ok(dev.ssh("domains:remove", APP, "notes.rename.example"))
+    assert get(mounted, app_host("journal"))[0] == 404
+    assert "notes two uid=1000:1000 notes=first,second,third" in body(mounted)
 
 
 def test_a_host_restart_keeps_it(mounted, docker_client):

@@ -406,3 +406,19 @@ def test_helper_purges_one_apps_storage_only(root, capsys):
     assert not (root / "shop").exists() and (root / "other" / "data" / "f").exists()
     assert storage.helper(["purge", "shop"], str(root)) == 0
     assert capsys.readouterr().out.strip() == "absent"
+
+
+def test_helper_renames_one_apps_storage_never_over_another(root, capsys):
+    for app in ("shop", "taken"):
+        (root / app / "data").mkdir(parents=True)
+        (root / app / "data" / "f").write_text(app)
+    assert storage.helper(["rename", "shop", "taken"], str(root)) == 1
+    assert "exists already" in capsys.readouterr().err
+    assert storage.helper(["rename", "shop", "store"], str(root)) == 0
+    assert capsys.readouterr().out.strip() == "renamed"
+    assert (root / "store" / "data" / "f").read_text() == "shop" and not (root / "shop").exists()
+    assert storage.helper(["rename", "shop", "again"], str(root)) == 0
+    assert capsys.readouterr().out.strip() == "absent"
+    for bad in (["rename", "store", "../x"], ["rename", "store"], ["rename", "..", "x"]):
+        assert storage.helper(bad, str(root)) in (1, 2)
+    assert (root / "store").is_dir()

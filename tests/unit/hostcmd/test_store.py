@@ -156,3 +156,30 @@ def test_a_command_that_waited_while_the_app_was_destroyed_creates_nothing(setti
     with pytest.raises(AppGone, match="no app named 'shop'"), waiter.lock():
         pass
     assert not app.dir.exists()
+
+
+def test_a_renamed_apps_records_name_its_images_under_the_new_name(settings):
+    from provisioner.hostcmd.commands import apps
+
+    old = App(settings, "shop")
+    v1 = Release(
+        version=1, image="provisioner-app/shop:v1", processes={"web": "w"}, port=5000, config={"A": "1"}
+    )
+    v2 = Release(
+        version=2, image="provisioner-app/shop:v2", processes={"web": "w"}, port=5000,
+        base_image="provisioner-app/shop:deps-abc",
+    )  # fmt: skip
+    old.record_release(v1)
+    old.record_release(v2)
+    old.set_current(v2)
+    new = App(settings, "store")
+    os.rename(old.dir, new.dir)
+    apps.rename_records(new, "shop")
+    assert [r.image for r in new.releases()] == ["provisioner-app/store:v1", "provisioner-app/store:v2"]
+    assert new.current().image == "provisioner-app/store:v2"
+    assert new.current().base_image == "provisioner-app/store:deps-abc"
+    assert new.release(1).config == {"A": "1"}  # nothing else changes
+    # a name that merely starts like the old one is left alone
+    assert (
+        apps.renamed_image("provisioner-app/shopfront:v1", "shop", "store") == "provisioner-app/shopfront:v1"
+    )

@@ -140,6 +140,7 @@ def test_sandbox_json_and_list(cli, raw_box):
         "identity": raw_box.identity,
         "http": f"http://127.0.0.1:{raw_box.http_port}",
         "https": f"https://127.0.0.1:{raw_box.https_port}",
+        "os": "debian-12",
         "status": "running",
     }
     assert sandbox.get(raw_box.name).status == "running"

@@ -1,9 +1,12 @@
-"""Cloud VMs and the supported distributions, end to end (one VM per distribution, several tests on each).
+"""Cloud VMs and the supported distributions, end to end (one host per distribution, several tests on each).
 
 Each VM boots as a cloud VM does: a sandbox of that distribution with cloud-init, seeded (NoCloud) with
-the user-data `provisioner cloud-init` prints. Three boot with `--mode prepare` (an admin user `ops` with
-the user's own key K) and are provisioned by one `up ops@... -i K --wait-cloud-init`; one boots with `--mode
-self` and provisions itself, its bundle served over HTTP from this machine, while the others are provisioned.
+the user-data `provisioner cloud-init` prints. Debian 13 and Ubuntu 24.04 boot with `--mode prepare` (an
+admin user `ops` with the user's own key K) and are provisioned by one `up ops@... -i K --wait-cloud-init`;
+a Debian 12 VM boots with `--mode self` and provisions itself, its bundle served over HTTP from this
+machine, while the others are provisioned. Debian 12's `up`, push, `verify` and second `up` are those of
+the session's shared hosts (tests/e2e/test_up.py, test_deploy.py, test_verify.py): one host of each
+distribution per run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tests.e2e.conftest import DOMAIN, Deployer, app_host, get, pushed_ok, root_
 from tests.e2e.pebble import gateway
 
 DISTROS = {"debian-12": ("debian", "12"), "debian-13": ("debian", "13"), "ubuntu-24.04": ("ubuntu", "24.04")}
+PREPARED = ("debian-13", "ubuntu-24.04")  # booted with --mode prepare, provisioned by `up`
 USER = "ops"
 BOOTED: dict[str, float] = {}  # sandbox name -> when its first boot began
 
@@ -152,33 +156,34 @@ class Provisioned:
 
 @pytest.fixture(scope="module")
 def prepared(cli, boxes, docker_client, seeds, user_key, self_vm) -> Provisioned:
-    """One VM per distribution booted with the prepare user-data, provisioned by one `up --wait-cloud-init`
-    with key K. The Debian 12 one is looked at first, before `up` (what `prepare` installed); the other two
-    are still booting when `up` starts waiting for them."""
-    first = boot(cli, boxes, "prep-debian-12", "debian-12", seeds["prepare"])
+    """The Debian 13 and Ubuntu 24.04 VMs booted with the prepare user-data, provisioned by one `up
+    --wait-cloud-init` with key K. The first is looked at before `up` (what `prepare` installed); the other
+    is still booting when `up` starts waiting for it."""
+    first_os, last_os = PREPARED
+    first = boot(cli, boxes, f"prep-{first_os.replace('.', '')}", first_os, seeds["prepare"])
     root_exec(first, "cloud-init status --wait >/dev/null || true")
-    vms = {"debian-12": Vm("debian-12", first, packages(first))}
-    image = sandbox.image_tag("debian-12", cloud_init=True)
+    vms = {first_os: Vm(first_os, first, packages(first))}
+    image = sandbox.image_tag(first_os, cloud_init=True)
     listed = docker_client.containers.run(
         image, ["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Package}\\n"], remove=True, entrypoint=""
     ).decode()
     image_packages = {line.split()[1] for line in listed.splitlines() if line.startswith("ii")}
-    for os_name in ("debian-13", "ubuntu-24.04"):
-        box = boot(cli, boxes, f"prep-{os_name.replace('.', '')}", os_name, seeds["prepare"])
-        vms[os_name] = Vm(os_name, box, set())
+    box = boot(cli, boxes, f"prep-{last_os.replace('.', '')}", last_os, seeds["prepare"])
+    vms[last_os] = Vm(last_os, box, set())
     started = time.monotonic()
-    args = [vm.target for vm in vms.values()] + ["-i", str(user_key), "--wait-cloud-init", "--forks", "3"]
+    args = [vm.target for vm in vms.values()] + ["-i", str(user_key), "--wait-cloud-init", "--forks", "2"]
     result = cli("up", *args, "--domain", DOMAIN, *local_ca_args(), "--json", timeout=1500)
     assert result.rc == 0, f"up failed:\n{result.stdout}\n{result.stderr}"
     seconds = time.monotonic() - started
     record_figure(
-        "distros: up --wait-cloud-init of three fresh VMs (prepare)", f"{seconds:.0f} s with verify"
+        "distros: up --wait-cloud-init of Debian 13 and Ubuntu 24.04 VMs (prepare)",
+        f"{seconds:.0f} s with verify",
     )
     return Provisioned(vms, result, image_packages, seconds)
 
 
 def test_prepare_makes_the_admin_user_with_key_k_and_sudo_and_installs_nothing_else(prepared, user_key):
-    vm = prepared.vms["debian-12"]
+    vm = prepared.vms[PREPARED[0]]
     assert vm.packages_after_boot - prepared.image_packages == set(), "prepare installed more than python3"
     assert "python3" in vm.packages_after_boot
     for absent in ("docker.io", "nginx", "git", "nftables"):
@@ -234,13 +239,16 @@ def test_verify_passes_and_a_second_up_changes_nothing(cli, prepared, user_key, 
     assert set(changed.values()) == {0}, changed
 
 
-def test_cloud_init_of_each_distribution_accepts_both_modes_user_data(prepared, seeds):
-    for vm in prepared.vms.values():
+def test_cloud_init_of_each_distribution_accepts_both_modes_user_data(prepared, self_vm, seeds):
+    """`cloud-init schema` of Debian 12's cloud-init (the self VM's), Debian 13's and Ubuntu 24.04's."""
+    boxes = {"debian-12": self_vm, **{os_name: vm.box for os_name, vm in prepared.vms.items()}}
+    assert set(boxes) == set(DISTROS)
+    for os_name, box in boxes.items():
         for mode, seed in seeds.items():
             path = f"/root/{mode}.yml"
-            root_exec(vm.box, f"cat > {path} <<'EOF'\n{seed.read_text()}EOF")
-            out = root_exec(vm.box, f"cloud-init schema --config-file {path} 2>&1", check=False)
-            assert "Valid schema" in out or "Valid cloud-config" in out, (vm.os_name, mode, out)
+            root_exec(box, f"cat > {path} <<'EOF'\n{seed.read_text()}EOF")
+            out = root_exec(box, f"cloud-init schema --config-file {path} 2>&1", check=False)
+            assert "Valid schema" in out or "Valid cloud-config" in out, (os_name, mode, out)
 
 
 @pytest.fixture(scope="module")

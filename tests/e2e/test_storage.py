@@ -120,8 +120,10 @@ def test_apps_rename_moves_everything_and_only_the_new_name_answers(mounted, dev
     answers under the new name only, its old name 404; its releases still roll back; renamed back after."""
     ok(dev.ssh("domains:add", APP, "notes.rename.example"))
     releases = ok(dev.ssh("releases", APP))
-    refused = dev.ssh("apps:rename", APP, "py")  # an app of that name exists (test_deploy's)
+    dev.ssh("apps:create", "notes-taken")  # (it may be left from an earlier run)
+    refused = dev.ssh("apps:rename", APP, "notes-taken")
     assert refused.returncode == 1 and "exists already" in refused.stderr, refused
+    ok(dev.ssh("apps:destroy", "notes-taken", "--force"))
     for hostile in ("../etc", "Journal", "a;id", "x" * 64):
         bad = dev.ssh("apps:rename", APP, hostile)
         assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad

@@ -193,7 +193,9 @@ def test_hostile_mounts_are_refused_and_create_nothing(mounted, dev, spec):
 
 def test_the_root_helper_refuses_what_the_host_program_would_never_send(mounted):
     """The deploy user's sudo rule lets it run the helper with any words: the helper checks them itself."""
-    for words in (["create", "../etc", "0", "0", "x"], ["create", APP, "0", "0", "../x"], ["purge", "/"]):
+    hostile = (["create", "../etc", "0", "0", "x"], ["create", APP, "0", "0", "../x"], ["purge", "/"])
+    hostile += (["rename", APP, "../etc"], ["rename", "..", "x"], ["rename", APP, "/"])
+    for words in hostile:
         command = shlex.join(["sudo", "-n", TOOL, *words])
         result = root_exec(
             mounted, f"su -s /bin/sh deploy -c {shlex.quote(command)}; echo rc=$?", check=False

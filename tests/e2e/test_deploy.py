@@ -83,17 +83,20 @@ def test_push_static_site(deploy_box, dev):
 
 
 def test_a_static_site_with_the_files_apps_carry_deploys_unchanged(deploy_box, dev):
-    """Dokku's `.static` marker, a `.env` and a `.profile` at the root: the platform's own files go
-    elsewhere (`.provisioner/`), so the site builds and serves, and its dot-files are not served."""
+    """Dokku's `.static` marker, a `.env` and a `.profile` at the root, and `bin`, `.heroku` and `app.json`
+    as plain files: the platform's own files go elsewhere (`.provisioner/`), so the site builds and serves,
+    and its dot-files are not served. (A `Procfile` or `.buildpacks` would change what runs: they have
+    their own tests.)"""
     repo = dev.repo("dotsite", "static")
     carried = {".static": "", ".env": "SECRET=kept-out\n", ".profile": "export FROM_PROFILE=1\n"}
+    carried |= {"bin": "not a directory\n", ".heroku": "not a directory\n", "app.json": "{}\n"}
     for name, text in carried.items():
         (repo / name).write_text(text)
     dev.commit(repo, "the files a Dokku app carries")
     pushed_ok(dev.push(repo, "dotsite"), "dotsite")
     status, body = get(deploy_box, app_host("dotsite"))
     assert status == 200 and "static sample site" in body
-    for name in carried:
+    for name in (n for n in carried if n.startswith(".")):
         assert get(deploy_box, app_host("dotsite"), f"/{name}")[0] == 404, name
 
 

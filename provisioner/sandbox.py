@@ -420,11 +420,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _from_container(container: Any) -> Sandbox:
-    labels = container.labels
+def _from_labels(labels: dict[str, str], status: str) -> Sandbox:
     return Sandbox(
         name=labels[LABEL],
-        status=container.status,
+        status=status,
         ssh_port=int(labels.get(f"{LABEL}.ssh-port", 0)),
         http_port=int(labels.get(f"{LABEL}.http-port", 0)),
         https_port=int(labels.get(f"{LABEL}.https-port", 0)),
@@ -434,10 +433,17 @@ def _from_container(container: Any) -> Sandbox:
     )
 
 
+def _from_container(container: Any) -> Sandbox:
+    return _from_labels(container.labels, container.status)
+
+
 def list_sandboxes(cli: Any | None = None) -> list[Sandbox]:
+    """Every sandbox, from one listing of the engine's containers: no inspect per container, so a container
+    removed meanwhile (another sandbox destroyed at that moment) cannot fail the listing."""
     cli = cli or client()
-    containers = cli.containers.list(all=True, filters={"label": LABEL})
-    return sorted((_from_container(c) for c in containers), key=lambda s: s.name)
+    found = cli.api.containers(all=True, filters={"label": LABEL})
+    boxes = (_from_labels(c.get("Labels") or {}, str(c.get("State", ""))) for c in found)
+    return sorted(boxes, key=lambda s: s.name)
 
 
 def get(name: str, cli: Any | None = None) -> Sandbox:

@@ -106,11 +106,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 # With pytest-xdist (scripts/test.sh: -n 2), four chunks of work, each run in order on one worker: the
-# end-to-end modules that share the session's provisioned hosts; those with hosts of their own (a
-# cluster, interrupted provisioning, Vagrant); the cloud VMs of every distribution; and the unit tests and
-# linters. xdist hands them out biggest (most tests) first, the next to the first worker free. Their
-# sandboxes have distinct names (raw_box's carries the worker's id).
-OWN_HOSTS = ("test_swarm.py", "test_interrupt.py", "test_vagrant.py")
+# end-to-end modules that share the session's provisioned hosts; those with hosts of their own or none
+# provisioned (a cluster, interrupted provisioning, Vagrant, refusals of bad input, the sandbox command);
+# the cloud VMs of every distribution; and the unit tests and linters. xdist hands them out biggest (most
+# tests) first, the next to the first worker free: the shared hosts' chunk takes one worker for the whole
+# run, the others follow one another on the other. Their sandboxes have distinct names (raw_box's carries
+# the worker's id).
+OWN_HOSTS = (
+    "test_swarm.py",
+    "test_interrupt.py",
+    "test_vagrant.py",
+    "test_bad_input.py",
+    "test_sandbox.py",
+)
 
 
 def work_chunk(nodeid: str) -> str:

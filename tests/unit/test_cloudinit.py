@@ -206,3 +206,21 @@ def test_a_sandbox_seed_is_checked_and_named(tmp_path):
     seed = sandbox.seed_files("box", b"#cloud-config\n")
     assert set(seed) == {f"{sandbox.SEED_DIR}/user-data", f"{sandbox.SEED_DIR}/meta-data"}
     assert b"local-hostname: box" in seed[f"{sandbox.SEED_DIR}/meta-data"][0]
+
+
+def test_a_failed_first_boot_says_where_and_why_in_its_status_and_exit_code(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(firstboot, "HERE", tmp_path)
+    monkeypatch.setattr(firstboot, "STATUS", tmp_path / "status.json")
+    monkeypatch.setattr(firstboot.time, "sleep", lambda _s: None)
+    (tmp_path / "bundle.tar.gz").write_bytes(b"tampered")
+    boot = {
+        "bundle_url": (tmp_path / "bundle.tar.gz").as_uri(),
+        "bundle_sha256": SHA,
+        "ansible_core": "2.19.0",
+    }
+    (tmp_path / "bootstrap.json").write_text(json.dumps(boot))
+    assert firstboot.main() == 1  # cloud-init's runcmd fails: `cloud-init status` says error
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and status["step"] == "fetching the bundle"
+    assert "not the pinned" in status["error"]
+    assert "provisioner first boot: failed: fetching the bundle:" in capsys.readouterr().err

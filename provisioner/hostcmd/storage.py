@@ -239,16 +239,23 @@ def create(root: str, app: str, uid: int, gid: int, storage_names: list[str]) ->
     return made
 
 
+def _app_dir(root_fd: int, root: str, app: str, what: str) -> bool:
+    """Whether ROOT/APP is there (never following a symlink); anything but a directory is refused."""
+    try:
+        info = os.stat(app, dir_fd=root_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(info.st_mode):
+        raise StorageError(f"{root}/{app} is not a directory: refusing to {what} it")
+    return True
+
+
 def remove(root: str, app: str) -> bool:
     """Remove ROOT/APP with everything in it, never following a symlink (shutil.rmtree's fd-based walk)."""
     root_fd = open_root(root)
     try:
-        try:
-            info = os.stat(app, dir_fd=root_fd, follow_symlinks=False)
-        except FileNotFoundError:
+        if not _app_dir(root_fd, root, app, "remove"):
             return False
-        if not stat.S_ISDIR(info.st_mode):
-            raise StorageError(f"{root}/{app} is not a directory: refusing to remove it")
         shutil.rmtree(app, dir_fd=root_fd)
         return True
     finally:
@@ -259,12 +266,8 @@ def move(root: str, app: str, new: str) -> bool:
     """ROOT/APP becomes ROOT/NEW (never over an existing NEW); False when there is no ROOT/APP."""
     root_fd = open_root(root)
     try:
-        try:
-            info = os.stat(app, dir_fd=root_fd, follow_symlinks=False)
-        except FileNotFoundError:
+        if not _app_dir(root_fd, root, app, "rename"):
             return False
-        if not stat.S_ISDIR(info.st_mode):
-            raise StorageError(f"{root}/{app} is not a directory: refusing to rename it")
         with contextlib.suppress(FileNotFoundError):
             os.stat(new, dir_fd=root_fd, follow_symlinks=False)
             raise StorageError(f"{root}/{new} exists already: refusing to rename {app} over it")
